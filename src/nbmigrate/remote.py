@@ -1,0 +1,138 @@
+"""Driving a kernel from outside through jupyter_client: run cells, collect what they print.
+
+Code goes to the kernel as the cell text; values travel as data (``user_expressions``/JSON output),
+never spliced into code strings, so a path or name with quotes cannot change what runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager
+
+from .errors import NbmigrateError
+
+
+class KernelError(NbmigrateError):
+    """A cell run through :class:`Kernel` raised (and the caller did not allow it)."""
+
+
+@dataclass
+class CellResult:
+    """What one execute request produced."""
+
+    stdout: str = ""
+    stderr: str = ""
+    result: str | None = None
+    error: str | None = None
+    traceback: list[str] = field(default_factory=list)
+    user_expressions: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """stdout plus the execute_result's text/plain, as a notebook would show them."""
+        return self.stdout + (self.result + "\n" if self.result is not None else "")
+
+
+class Kernel:
+    """A kernel started here (``Kernel.start``) or reached through a connection file (``Kernel.connect``)."""
+
+    def __init__(self, client: BlockingKernelClient, manager: KernelManager | None = None) -> None:
+        self.client = client
+        self.manager = manager
+
+    @classmethod
+    def start(cls, *, cwd: str | None = None, env: dict[str, str] | None = None,
+              kernel_name: str = "python3", startup_timeout: float = 60) -> Kernel:
+        manager = KernelManager(kernel_name=kernel_name)
+        kwargs: dict[str, Any] = {}
+        if cwd is not None:
+            kwargs["cwd"] = cwd
+        if env is not None:
+            kwargs["env"] = env
+        manager.start_kernel(**kwargs)
+        client = manager.blocking_client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=startup_timeout)
+        except RuntimeError:
+            client.stop_channels()
+            manager.shutdown_kernel(now=True)
+            raise
+        return cls(client, manager)
+
+    @classmethod
+    def connect(cls, connection_file: str, *, timeout: float = 30) -> Kernel:
+        client = BlockingKernelClient(connection_file=connection_file)
+        client.load_connection_file()
+        client.start_channels()
+        client.wait_for_ready(timeout=timeout)
+        return cls(client)
+
+    @property
+    def pid(self) -> int | None:
+        provisioner = getattr(self.manager, "provisioner", None)
+        process = getattr(provisioner, "process", None)
+        return getattr(process, "pid", None)
+
+    def execute(self, code: str, *, timeout: float = 900, allow_error: bool = False,
+                user_expressions: dict[str, str] | None = None) -> CellResult:
+        """Run ``code`` as a cell, wait until the kernel is idle again, and return what it produced."""
+        msg_id = self.client.execute(code, store_history=True, user_expressions=user_expressions or {})
+        out = CellResult()
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"cell did not finish within {timeout:.0f} s: {code[:80]!r}")
+            try:
+                msg = self.client.get_iopub_msg(timeout=min(remaining, 5))
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                if content["name"] == "stdout":
+                    out.stdout += content["text"]
+                else:
+                    out.stderr += content["text"]
+            elif kind == "execute_result":
+                out.result = content["data"].get("text/plain")
+            elif kind == "error":
+                out.error = f"{content['ename']}: {content['evalue']}"
+                out.traceback = content.get("traceback", [])
+            elif kind == "status" and content["execution_state"] == "idle":
+                break
+        reply = self.client.get_shell_msg(timeout=30)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = self.client.get_shell_msg(timeout=30)
+        out.user_expressions = reply["content"].get("user_expressions", {})
+        if out.error is not None and not allow_error:
+            raise KernelError(f"cell failed: {out.error}\n--- cell ---\n{code[:2000]}")
+        return out
+
+    def evaluate_json(self, expression: str) -> Any:
+        """Evaluate ``expression`` in the kernel and decode its value, which must be a JSON string."""
+        result = self.execute("", user_expressions={"value": expression})
+        value = result.user_expressions["value"]
+        if value.get("status") != "ok":
+            raise KernelError(f"{expression!r} failed: {value.get('ename')}: {value.get('evalue')}")
+        return json.loads(ast.literal_eval(value["data"]["text/plain"]))
+
+    def shutdown(self) -> None:
+        self.client.stop_channels()
+        if self.manager is not None:
+            self.manager.shutdown_kernel(now=False)
+
+    def __enter__(self) -> Kernel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
