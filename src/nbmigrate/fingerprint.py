@@ -345,16 +345,19 @@ class _Registry:
             self.nmods = len(mods)
             add = self._add
             skip = _NOT_SINGLETON_TYPES
+            main = getattr(sys.modules.get("__main__"), "__dict__", None)
             for name, mod in mods:
                 if name in self.scanned or name == "__main__":
                     continue
-                self.scanned.add(name)
                 try:
                     d = object.__getattribute__(mod, "__dict__")
                 except Exception:
                     continue
-                if type(d) is not dict:
+                # The session's namespace can be registered under other names too (torch and
+                # multiprocessing alias it as __mp_main__): its values are user data, never singletons.
+                if type(d) is not dict or d is main or d.get("__name__") == "__main__":
                     continue
+                self.scanned.add(name)
                 self.stops.add(id(d))
                 for v in list(d.values()):
                     if type(v) not in skip:
@@ -568,6 +571,9 @@ def _resolve(t: type) -> tuple[str, bool]:
     registry = getattr(cbook, "CallbackRegistry", None)
     if isinstance(registry, type) and issubclass(t, registry):
         return ("mplcallbacks", True)
+    artist = getattr(sys.modules.get("matplotlib.artist"), "Artist", None)
+    if isinstance(artist, type) and issubclass(t, artist):
+        return ("mplartist", True)
     has_dict = getattr(t, "__dictoffset__", 0) != 0
     if issubclass(t, (list, dict, set, collections.deque)):
         base = "list" if issubclass(t, list) else "dict" if issubclass(t, dict) else "set"
@@ -1737,6 +1743,68 @@ class _Walker:
         self.keep.append(state)
         self.emit(b"MC")
         self._schedule_mode([state], False, None)
+
+
+    def _h_mplartist(self, o: Any, t: type) -> None:
+        # A figure's internals (transforms, canvas, dpi set by the inline backend, callback ids) differ
+        # between processes and after unpickling while the picture is the same. The digest therefore
+        # covers what the figure shows (_mpl_summary); identity links every artist of one figure
+        # (fig, ax, line are co-variables) without walking the internals.
+        if not self._enter(o, t):
+            return
+        if self.rec:
+            self._record(o)
+            for member in _mpl_family(o):
+                self._record(member)
+        summary = _mpl_summary(o)
+        self.keep.append(summary)
+        self.emit(b"MA" + _str(_qual(t)))
+        self._schedule_mode([summary], False)  # the summary is made here: content only, no identities
+
+
+def _mpl_family(artist: Any) -> list[Any]:
+    """The figure ``artist`` belongs to, its axes and their data artists (itself included).
+
+    Not ``findobj()``: axis ticks are created lazily, so their ids change from one call to the next.
+    """
+    try:
+        fig = artist.get_figure(root=True)
+    except TypeError:
+        fig = artist.get_figure()
+    except Exception:
+        fig = None
+    family = [artist]
+    if fig is None:
+        return family
+    family.append(fig)
+    for ax in getattr(fig, "axes", []):
+        family.append(ax)
+        for name in ("lines", "collections", "patches", "texts", "images"):
+            family.extend(getattr(ax, name, ()))
+    return family
+
+
+def _mpl_summary(a: Any, depth: int = 0) -> Any:
+    """What an artist shows: sizes, texts, limits, line data; children summarised two levels down."""
+    try:
+        kind = type(a).__name__
+        if hasattr(a, "get_size_inches") and hasattr(a, "axes"):
+            suptitle = getattr(getattr(a, "_suptitle", None), "get_text", lambda: None)()
+            return ("figure", tuple(float(x) for x in a.get_size_inches()), suptitle,
+                    [_mpl_summary(ax, depth + 1) for ax in a.axes] if depth < 2 else len(a.axes))
+        if hasattr(a, "get_xlim") and hasattr(a, "lines"):
+            return ("axes", a.get_title(), a.get_xlabel(), a.get_ylabel(),
+                    tuple(float(x) for x in a.get_xlim()), tuple(float(x) for x in a.get_ylim()),
+                    [_mpl_summary(line, depth + 1) for line in a.lines] if depth < 2 else len(a.lines),
+                    len(a.collections), len(a.patches), len(a.texts))
+        if hasattr(a, "get_xydata"):
+            return ("line", a.get_xydata().copy(), a.get_label(), str(a.get_color()),
+                    str(a.get_linestyle()), str(a.get_marker()))
+        if hasattr(a, "get_text"):
+            return ("text", kind, a.get_text())
+        return ("artist", kind, str(a.get_label()))
+    except Exception as exc:  # an artist in an odd state still gets a stable description
+        return ("artist", type(a).__name__, type(exc).__name__)
 
 
 # --------------------------------------------------------------------------------------------------

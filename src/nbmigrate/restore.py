@@ -195,11 +195,13 @@ class _Restorer:
         m = self.manifest
         self.module_of = {b.name: b.module for b in m.modules}
         self.group_of = {n: g for g in m.groups for n in g.names}
+        # sys.path entries first: a module the session imported from a folder it added to sys.path
+        # (`sys.path.insert(0, "nb_tmp")`) is only importable once that entry is back.
+        apply_process_state(m.environment, self.monitor.env_baseline)
         self.check_environment()
         skip = self.check_files()
         if skip:
             self.broken.update(self.needed_by(skip))
-        apply_process_state(m.environment, self.monitor.env_baseline)
         self.read_blobs()
 
         before = set(self.ns)
