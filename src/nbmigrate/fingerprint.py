@@ -1581,7 +1581,14 @@ class _Walker:
     # ---------------------------------------------------------------- pandas
 
     def _note_pd_values(self, v: Any, depth: int = 0) -> None:
-        """Spans of the buffers behind pandas values (ndarray or extension array)."""
+        """Spans of the buffers behind pandas values (ndarray or extension array).
+
+        Under copy-on-write (pandas 3, or the option set) two pandas objects over one buffer are
+        independent values: a write to either copies first, so the sharing is invisible and is not
+        aliasing to preserve (``s = df["x"]`` after a restore need not share memory with ``df``).
+        """
+        if _pandas_copy_on_write():
+            return
         np = sys.modules["numpy"]
         if isinstance(v, np.ndarray):
             bounds = _np_bounds(v)
@@ -1760,6 +1767,18 @@ class _Walker:
         self.keep.append(summary)
         self.emit(b"MA" + _str(_qual(t)))
         self._schedule_mode([summary], False)  # the summary is made here: content only, no identities
+
+
+def _pandas_copy_on_write() -> bool:
+    pd = sys.modules.get("pandas")
+    if pd is None:
+        return False
+    try:
+        if int(str(pd.__version__).split(".", 1)[0]) >= 3:
+            return True
+        return pd.get_option("mode.copy_on_write") is True
+    except Exception:
+        return False
 
 
 def _mpl_family(artist: Any) -> list[Any]:
