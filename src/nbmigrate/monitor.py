@@ -25,6 +25,7 @@ planner stores rather than replays what it touched.
 from __future__ import annotations
 
 import ast
+import contextlib
 import logging
 import os
 import sys
@@ -110,10 +111,8 @@ class Monitor:
 
     def stop(self) -> None:
         for event, callback in (("pre_run_cell", self.pre_run_cell), ("post_run_cell", self.post_run_cell)):
-            try:
+            with contextlib.suppress(ValueError):  # never registered (start() failed half-way)
                 self.shell.events.unregister(event, callback)
-            except ValueError:
-                pass
         self._recorder.stop()
 
     def adopt(self, history: HistoryGraph, fingerprints: dict[str, Fingerprint]) -> None:

@@ -80,7 +80,8 @@ class MigrationTrial:
         if self.summary_before["groups"] != self.summary_after["groups"]:
             problems.append(f"aliasing differs: {self.summary_before['groups']} -> {self.summary_after['groups']}")
         if self.tail_before != self.tail_after:
-            problems.append(f"after_restore output differs:\n--- A ---\n{self.tail_before}\n--- B ---\n{self.tail_after}")
+            problems.append("after_restore output differs:\n"
+                            f"--- A ---\n{self.tail_before}\n--- B ---\n{self.tail_after}")
         return problems
 
 

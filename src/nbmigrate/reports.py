@@ -130,7 +130,8 @@ class RestoreReport:
         for p in self.problems:
             lines.append(f"PROBLEM: {p}")
         for f in self.failures:
-            lines.append(f"REPLAY FAILED: cell {f.cell}: {f.error} (affects {', '.join(f.variables) or 'nothing live'})")
+            affects = ", ".join(f.variables) or "nothing live"
+            lines.append(f"REPLAY FAILED: cell {f.cell}: {f.error} (affects {affects})")
         if self.mismatched:
             lines.append("MISMATCH (restored value differs from the checkpoint): " + ", ".join(self.mismatched))
         if self.missing:

@@ -23,7 +23,8 @@ EXTRA_CELL = "chain_marker = ['moved', 'twice']\nchain_marker.append(len(chain_m
 
 def _chain_notebooks() -> list[Path]:
     own = [REPO / "examples" / "demo.ipynb", REPO / "tests" / "notebooks" / "session_objects.ipynb"]
-    corpus = [CORPUS / "correctness" / f"{n}.ipynb" for n in ("unserializable", "functions_classes", "inplace_mutation")]
+    names = ("unserializable", "functions_classes", "inplace_mutation")
+    corpus = [CORPUS / "correctness" / f"{n}.ipynb" for n in names]
     return own + [p for p in corpus if p.exists()]
 
 
