@@ -16,6 +16,7 @@ from nbmigrate.notebooks import code_cells, run_cells, split
 from nbmigrate.remote import Kernel
 
 NOTEBOOK = Path(__file__).with_name("demo.ipynb")
+QUIET = ["--IPKernelApp.log_level=ERROR"]  # the kernels' own start-up warnings are not the demo's story
 
 
 def main() -> int:
@@ -23,14 +24,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="nbmigrate-demo-") as work:
         ckpt = str(Path(work) / "checkpoint")
         print(f"kernel A: running {len(main_cells)} cells of {NOTEBOOK.name} with nbmigrate loaded")
-        with Kernel.start(cwd=work) as a:
+        with Kernel.start(cwd=work, extra_arguments=QUIET) as a:
             a.execute("%load_ext nbmigrate")
             t = time.perf_counter()
             run_cells(a, main_cells)
             print(f"kernel A: cells took {time.perf_counter() - t:.1f} s")
             print("kernel A: %checkpoint -v")
             print(indent(a.execute(f"%checkpoint -v {ckpt}").stdout))
-            with Kernel.start(cwd=work) as b:
+            with Kernel.start(cwd=work, extra_arguments=QUIET) as b:
                 print("kernel B (fresh process): %restore -v")
                 print(indent(b.execute(f"%load_ext nbmigrate\n%restore -v {ckpt}").stdout))
                 before = "".join(r.text for r in run_cells(a, tail))

@@ -220,7 +220,7 @@ def checkpoint(
     store.write_manifest(manifest)
     return CheckpointReport(
         destination=store.url,
-        variables=len(values),
+        variables=len(values) - len(bindings),
         groups=outcomes,
         modules=sorted(bindings),
         replay_cells=list(plan.replay),

@@ -37,7 +37,8 @@ def plan_preview(monitor: Monitor, *, bandwidth: float, prefer: Prefer) -> str:
              f"replay cells {list(plan.replay)} (solved by {plan.solver} in {plan.solve_seconds * 1000:.1f} ms)"]
     for d in plan.decisions:
         tag = "store    " if d.stored else "recompute"
-        lines.append(f"  {tag} {', '.join(d.names)}: {d.reason}")
+        why = d.reason.split(": ", 1)[1] if d.reason.startswith(("stored:", "recomputed:")) else d.reason
+        lines.append(f"  {tag} {', '.join(d.names)}: {why}")
     for d in plan.infeasible:
         lines.append(f"  LOST     {', '.join(d.names)}: {d.reason}")
     if prepared.bindings:

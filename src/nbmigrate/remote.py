@@ -49,13 +49,16 @@ class Kernel:
 
     @classmethod
     def start(cls, *, cwd: str | None = None, env: dict[str, str] | None = None,
-              kernel_name: str = "python3", startup_timeout: float = 60) -> Kernel:
+              kernel_name: str = "python3", startup_timeout: float = 60,
+              extra_arguments: list[str] | None = None) -> Kernel:
         manager = KernelManager(kernel_name=kernel_name)
         kwargs: dict[str, Any] = {}
         if cwd is not None:
             kwargs["cwd"] = cwd
         if env is not None:
             kwargs["env"] = env
+        if extra_arguments:
+            kwargs["extra_arguments"] = extra_arguments
         manager.start_kernel(**kwargs)
         client = manager.blocking_client()
         client.start_channels()

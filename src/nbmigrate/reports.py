@@ -33,6 +33,7 @@ class GroupOutcome:
 class CheckpointReport:
     destination: str
     variables: int
+    """User variables, not counting names bound to importable modules (listed in ``modules``)."""
     groups: list[GroupOutcome]
     modules: list[str]
     replay_cells: list[int]
@@ -56,8 +57,9 @@ class CheckpointReport:
 
     def summary(self) -> str:
         stored = self.stored_groups
+        modules = f" (+{len(self.modules)} modules re-imported)" if self.modules else ""
         line = (
-            f"{self.variables} variables, {len(stored)} groups stored ({human_bytes(self.stored_bytes)}), "
+            f"{self.variables} variables{modules}, {len(stored)} groups stored ({human_bytes(self.stored_bytes)}), "
             f"{len(self.replay_cells)} cells to replay (est. {self.est_replay_seconds:.1f} s), "
             f"written in {self.seconds:.1f} s to {self.destination}"
         )
@@ -72,7 +74,8 @@ class CheckpointReport:
         if verbose:
             for g in self.groups:
                 tag = "stored    " if g.stored else "recomputed"
-                lines.append(f"  {tag} {', '.join(g.names)}: {g.reason}")
+                why = g.reason.split(": ", 1)[1] if g.reason.startswith(("stored:", "recomputed:")) else g.reason
+                lines.append(f"  {tag} {', '.join(g.names)}: {why}")
             if self.modules:
                 lines.append(f"  re-imported: {', '.join(self.modules)}")
         return "\n".join(lines)
