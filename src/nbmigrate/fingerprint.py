@@ -1646,8 +1646,8 @@ class _Walker:
         items: list[Any] = [cols, o.index]
         for i in range(ncols):
             items.append(_Op(self._op_pd_column, (blocks[int(blknos[i])], int(blklocs[i]))))
-        items.append(o.attrs)
-        self._schedule(items)
+        self._schedule_pd(items)
+        self._schedule_attrs(o)
 
     def _h_pdseries(self, o: Any, t: type) -> None:
         if not self._enter(o, t):
@@ -1656,7 +1656,25 @@ class _Walker:
         if self.rec:
             self._note_pd_values(values)
         self.emit(b"PSe" + _str(_qual(t)) + _str(str(o.dtype)) + _len(len(o)))
-        self._schedule([o.name, o.index, _Op(self._op_pd_values, (values, False)), o.attrs])
+        self._schedule_pd([o.name, o.index, _Op(self._op_pd_values, (values, False))])
+        self._schedule_attrs(o)
+
+    def _schedule_pd(self, items: list[Any]) -> None:
+        # Under copy-on-write the arrays inside pandas objects are never shared observably (see
+        # _note_pd_values): walk them for content only; the frame's own identity is what aliases.
+        if _pandas_copy_on_write():
+            self._schedule_mode(items, False, None)
+        else:
+            self._schedule(items)
+
+    def _schedule_attrs(self, o: Any) -> None:
+        # pandas hands one ``attrs`` dict on from frame to derived frame (``__finalize__``): content,
+        # but not an alias the user made, so it links nothing.
+        attrs = o.attrs
+        if attrs:
+            self._schedule_mode([attrs], False)
+        else:
+            self.emit(b"PA0")
 
     def _h_pdindex(self, o: Any, t: type) -> None:
         pd = sys.modules["pandas"]

@@ -118,7 +118,8 @@ class Kernel:
             reply = self.client.get_shell_msg(timeout=30)
         out.user_expressions = reply["content"].get("user_expressions", {})
         if out.error is not None and not allow_error:
-            raise KernelError(f"cell failed: {out.error}\n--- cell ---\n{code[:2000]}")
+            printed = f"\n--- it printed ---\n{out.stdout[-4000:]}" if out.stdout else ""
+            raise KernelError(f"cell failed: {out.error}{printed}\n--- cell ---\n{code[:2000]}")
         return out
 
     def evaluate_json(self, expression: str) -> Any:
