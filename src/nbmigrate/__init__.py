@@ -7,6 +7,8 @@ then ``%checkpoint DEST`` and, in a fresh kernel, ``%restore DEST``. From Python
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -53,3 +55,22 @@ def restore(source: str, *, trust: bool = False, partial: bool = False) -> Resto
     if not report.ok and not partial:
         raise RestoreError(report.render())
     return report
+
+
+class _Package(types.ModuleType):
+    """This package's module type: keeps ``nbmigrate.checkpoint`` / ``nbmigrate.restore`` the functions.
+
+    Importing a submodule binds it as an attribute of its package, so the first ``import
+    nbmigrate.checkpoint`` anywhere (``%load_ext`` does it) would replace the API function
+    ``nbmigrate.checkpoint`` with the module of the same name. The submodules stay reachable through
+    ``sys.modules`` (``from nbmigrate.checkpoint import prepare`` works); ``import nbmigrate.checkpoint
+    as m`` gives the function.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("checkpoint", "restore") and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
@@ -18,6 +19,14 @@ from .errors import NbmigrateError, RestoreError
 from .inspection import plan_preview, status_table
 from .monitor import Monitor
 from .restore import restore
+
+
+def _bandwidth(text: str) -> float:
+    """``--bandwidth`` in bytes/s; a bad value is a usage error (one line, no traceback)."""
+    try:
+        return parse_bandwidth(text)
+    except ValueError as exc:
+        raise UsageError(f"--bandwidth: {exc}") from None
 
 
 @magics_class
@@ -39,7 +48,7 @@ class NbmigrateMagics(Magics):
     def checkpoint(self, line: str) -> None:
         """Checkpoint this session: store what is cheap to store, plan to replay what is cheap to redo."""
         args = parse_argstring(self.checkpoint, line)
-        bandwidth = parse_bandwidth(args.bandwidth) if args.bandwidth else None
+        bandwidth = _bandwidth(args.bandwidth) if args.bandwidth else None
         try:
             report = checkpoint(self.monitor, args.destination, bandwidth=bandwidth, prefer=args.prefer,
                                 best_effort=args.best_effort)
@@ -76,4 +85,4 @@ class NbmigrateMagics(Magics):
         if args.what == "status":
             print(status_table(self.monitor))
         else:
-            print(plan_preview(self.monitor, bandwidth=parse_bandwidth(args.bandwidth), prefer=args.prefer))
+            print(plan_preview(self.monitor, bandwidth=_bandwidth(args.bandwidth), prefer=args.prefer))

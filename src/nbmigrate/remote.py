@@ -10,6 +10,7 @@ import ast
 import json
 import queue
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +130,49 @@ class Kernel:
         if value.get("status") != "ok":
             raise KernelError(f"{expression!r} failed: {value.get('ename')}: {value.get('evalue')}")
         return json.loads(ast.literal_eval(value["data"]["text/plain"]))
+
+    def operation(self, op: str, *, on_progress: Callable[[str, int, int], None] | None = None,
+                  timeout: float = 3600, **params: Any) -> dict[str, Any]:
+        """Run an nbmigrate operation in the kernel (see :mod:`nbmigrate.ops`) and return its result."""
+        from .ops import parse_event, raise_for, request_code
+
+        msg_id = self.client.execute(request_code(op, **params), silent=True, store_history=False)
+        result: dict[str, Any] | None = None
+        error: str | None = None
+        buffer = ""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"nbmigrate {op} did not finish within {timeout:.0f} s")
+            try:
+                msg = self.client.get_iopub_msg(timeout=min(remaining, 5))
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream" and content["name"] == "stdout":
+                buffer += content["text"]
+                *lines, buffer = buffer.split("\n")
+                for line in lines:
+                    event = parse_event(line)
+                    if event is None:
+                        continue
+                    if event["event"] == "progress" and on_progress is not None:
+                        on_progress(event["phase"], event["done"], event["total"])
+                    elif event["event"] == "result":
+                        result = event["report"]
+                    elif event["event"] == "error":
+                        raise_for(event)
+            elif kind == "error":
+                error = f"{content['ename']}: {content['evalue']}"
+            elif kind == "status" and content["execution_state"] == "idle":
+                break
+        if result is None:
+            raise KernelError(f"nbmigrate {op} returned no result" + (f": {error}" if error else
+                              " (is nbmigrate installed in the kernel's environment?)"))
+        return result
 
     def shutdown(self) -> None:
         self.client.stop_channels()

@@ -103,6 +103,9 @@ class RestoreReport:
     failures: list[ReplayFailure]
     problems: list[str]
     seconds: float
+    lossy: list[str] = field(default_factory=list)
+    """Stored variables that differ from the checkpoint after loading because their type's own
+    pickling drops state (a library's ``__reduce__``/``__setstate__``): shown, but not an error."""
 
     @property
     def ok(self) -> bool:
@@ -114,7 +117,7 @@ class RestoreReport:
         return data
 
     def summary(self) -> str:
-        total = len(self.verified) + len(self.unverified) + len(self.mismatched)
+        total = len(self.verified) + len(self.unverified) + len(self.mismatched) + len(self.lossy)
         line = (
             f"restored {total} variables from {self.source} in {self.seconds:.1f} s: "
             f"{len(self.loaded)} loaded ({human_bytes(self.loaded_bytes)}), "
@@ -126,6 +129,8 @@ class RestoreReport:
             line += f"{len(self.verified)} digests matched"
         if self.unverified:
             line += f", {len(self.unverified)} opaque (type checked only)"
+        if self.lossy:
+            line += f", {len(self.lossy)} changed by their own pickling"
         return line
 
     def render(self, verbose: bool = False) -> str:
@@ -139,6 +144,8 @@ class RestoreReport:
             lines.append("MISMATCH (restored value differs from the checkpoint): " + ", ".join(self.mismatched))
         if self.missing:
             lines.append("MISSING: " + ", ".join(self.missing))
+        if self.lossy:
+            lines.append("NOTE: their type's pickling drops some state, check them: " + ", ".join(self.lossy))
         if verbose:
             if self.loaded:
                 lines.append("  loaded: " + ", ".join(self.loaded))

@@ -235,6 +235,7 @@ class _Restorer:
         verified: list[str] = []
         unverified: list[str] = []
         mismatched: list[str] = []
+        lossy: list[str] = []
         missing: list[str] = []
         fps: dict[str, Fingerprint] = {}
         with FingerprintSession() as session:
@@ -251,6 +252,10 @@ class _Restorer:
                     unverified.append(rec.name)
                 elif fp.digest == rec.digest:
                     verified.append(rec.name)
+                elif rec.stored:
+                    # Loaded from verified bytes, yet different: the type's own pickling drops state
+                    # (e.g. scikit-learn's Bunch discards its __dict__). Reported, not fatal.
+                    lossy.append(rec.name)
                 else:
                     mismatched.append(rec.name)
         for b in self.manifest.modules:
@@ -266,6 +271,7 @@ class _Restorer:
             replayed_cells=sorted(set(self.manifest.plan.replay)), replay_seconds=self.replay_seconds,
             reimported=sorted(b.name for b in self.manifest.modules if b.name in self.ns),
             verified=sorted(verified), unverified=sorted(unverified), mismatched=sorted(mismatched),
+            lossy=sorted(lossy),
             missing=sorted(missing), failures=self.failures, problems=self.problems,
             seconds=time.perf_counter() - t0,
         )
