@@ -12,7 +12,6 @@ import copy
 import dataclasses
 import importlib.util
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import __version__
@@ -25,14 +24,11 @@ from .fingerprint import Fingerprint
 from .history import FileStamp, HistoryGraph
 from .manifest import GroupRecord, Manifest, ModuleBinding, PlanRecord, VariableRecord
 from .monitor import Monitor
-from .namespace import importable_module_name
+from .namespace import importable_module_name, type_name
 from .plan import GroupSpec, ReplicationPlan, make_plan
-from .reports import CheckpointReport, GroupOutcome
+from .reports import CheckpointReport, GroupOutcome, Progress
 from .serialize import SerializedGroup, dump_group, pack_parts
 from .store import CheckpointStore
-
-Progress = Callable[[str, int, int], None]
-"""progress(phase, done, total): phase is "write" (bytes) during a checkpoint."""
 
 
 def importable(module: str) -> bool:
@@ -41,11 +37,6 @@ def importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
-
-
-def type_name(value: object) -> str:
-    t = type(value)
-    return f"{t.__module__}.{t.__qualname__}"
 
 
 def file_hazards(history: HistoryGraph) -> dict[int, list[str]]:
@@ -204,10 +195,15 @@ def checkpoint(
         for n in sorted(group_of)
     ]
     replay_seconds = sum(history.executions[i].duration for i in plan.replay)
+    environment = capture(monitor.env_baseline)
+    # Only the sys.path entries the session added travel (like env vars): the rest came with this
+    # kernel (its venv, PYTHONPATH), and a restore puts recorded entries first on the target's path,
+    # where another environment's site-packages would shadow the target's own packages.
+    environment.sys_path = [p for p in environment.sys_path if p not in monitor.sys_path_baseline]
     manifest = Manifest(
         nbmigrate_version=__version__,
         created=time.time(),
-        environment=capture(monitor.env_baseline),
+        environment=environment,
         history=history.to_dict(),
         groups=group_records,
         variables=variables,

@@ -7,6 +7,7 @@ from typing import Any
 from .costs import CostModel, Prefer
 from .fingerprint import FingerprintSession, fingerprint
 from .monitor import Monitor
+from .namespace import type_name
 from .reports import human_bytes
 
 
@@ -52,6 +53,6 @@ def namespace_summary(monitor: Monitor) -> dict[str, Any]:
     with FingerprintSession() as session:
         fps = {n: fingerprint(v, session=session) for n, v in values.items()}
     return {
-        "variables": {n: [f"{type(v).__module__}.{type(v).__qualname__}", fps[n].digest] for n, v in values.items()},
+        "variables": {n: [type_name(v), fps[n].digest] for n, v in values.items()},
         "groups": [g for g in monitor.groups(fps) if len(g) > 1],
     }

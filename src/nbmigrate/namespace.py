@@ -49,3 +49,9 @@ def importable_module_name(value: Any) -> str | None:
     if isinstance(name, str) and sys.modules.get(name) is value and name != "__main__":
         return name
     return None
+
+
+def type_name(value: Any) -> str:
+    """``module.QualName`` of a value's type, as recorded in the manifest and compared at restore."""
+    t = type(value)
+    return f"{t.__module__}.{t.__qualname__}"

@@ -6,8 +6,13 @@ CLI, or returned by the Python API for a script to inspect.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+Progress = Callable[[str, int, int], None]
+"""progress(phase, done, total): "write" bytes during a checkpoint; "read" bytes, then "replay" cells,
+during a restore. The magics print nothing per step; the CLI draws progress bars from these."""
 
 
 def human_bytes(n: float) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import importlib
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 from .environment import apply_process_state, check
@@ -37,18 +36,10 @@ from .fingerprint import Fingerprint, FingerprintSession, fingerprint
 from .history import PREEXISTING, HistoryGraph
 from .manifest import GroupRecord, Manifest
 from .monitor import Monitor
-from .namespace import is_user_name
-from .reports import ReplayFailure, RestoreReport
+from .namespace import is_user_name, type_name
+from .reports import Progress, ReplayFailure, RestoreReport
 from .serialize import load_group, unpack_parts
 from .store import CheckpointStore
-
-Progress = Callable[[str, int, int], None]
-"""progress(phase, done, total): "read" (bytes) then "replay" (cells)."""
-
-
-def _type_name(value: object) -> str:
-    t = type(value)
-    return f"{t.__module__}.{t.__qualname__}"
 
 
 class _Restorer:
@@ -162,6 +153,8 @@ class _Restorer:
         return values
 
     def inject(self, name: str) -> None:
+        if name in self.broken:
+            return  # already reported (environment check, bad blob, failed import): once is enough
         binding = self.module_of.get(name)
         if binding is not None:
             try:
@@ -246,8 +239,8 @@ class _Restorer:
                 value = self.ns[rec.name]
                 fp = fingerprint(value, session=session)
                 fps[rec.name] = fp
-                if _type_name(value) != rec.type:
-                    mismatched.append(f"{rec.name} (type {_type_name(value)}, expected {rec.type})")
+                if type_name(value) != rec.type:
+                    mismatched.append(f"{rec.name} (type {type_name(value)}, expected {rec.type})")
                 elif rec.digest is None:
                     unverified.append(rec.name)
                 elif fp.digest == rec.digest:
