@@ -10,7 +10,7 @@ import ast
 import json
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,16 +85,13 @@ class Kernel:
         process = getattr(provisioner, "process", None)
         return getattr(process, "pid", None)
 
-    def execute(self, code: str, *, timeout: float = 900, allow_error: bool = False,
-                user_expressions: dict[str, str] | None = None) -> CellResult:
-        """Run ``code`` as a cell, wait until the kernel is idle again, and return what it produced."""
-        msg_id = self.client.execute(code, store_history=True, user_expressions=user_expressions or {})
-        out = CellResult()
+    def _messages(self, msg_id: str, timeout: float, what: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(type, content) of the iopub messages answering ``msg_id``, until the kernel is idle again."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"cell did not finish within {timeout:.0f} s: {code[:80]!r}")
+                raise TimeoutError(f"{what} did not finish within {timeout:.0f} s")
             try:
                 msg = self.client.get_iopub_msg(timeout=min(remaining, 5))
             except queue.Empty:
@@ -102,6 +99,16 @@ class Kernel:
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
             kind, content = msg["msg_type"], msg["content"]
+            if kind == "status" and content["execution_state"] == "idle":
+                return
+            yield kind, content
+
+    def execute(self, code: str, *, timeout: float = 900, allow_error: bool = False,
+                user_expressions: dict[str, str] | None = None) -> CellResult:
+        """Run ``code`` as a cell, wait until the kernel is idle again, and return what it produced."""
+        msg_id = self.client.execute(code, store_history=True, user_expressions=user_expressions or {})
+        out = CellResult()
+        for kind, content in self._messages(msg_id, timeout, f"cell {code[:80]!r}"):
             if kind == "stream":
                 if content["name"] == "stdout":
                     out.stdout += content["text"]
@@ -112,8 +119,6 @@ class Kernel:
             elif kind == "error":
                 out.error = f"{content['ename']}: {content['evalue']}"
                 out.traceback = content.get("traceback", [])
-            elif kind == "status" and content["execution_state"] == "idle":
-                break
         reply = self.client.get_shell_msg(timeout=30)
         while reply["parent_header"].get("msg_id") != msg_id:
             reply = self.client.get_shell_msg(timeout=30)
@@ -140,18 +145,7 @@ class Kernel:
         result: dict[str, Any] | None = None
         error: str | None = None
         buffer = ""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"nbmigrate {op} did not finish within {timeout:.0f} s")
-            try:
-                msg = self.client.get_iopub_msg(timeout=min(remaining, 5))
-            except queue.Empty:
-                continue
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
+        for kind, content in self._messages(msg_id, timeout, f"nbmigrate {op}"):
             if kind == "stream" and content["name"] == "stdout":
                 buffer += content["text"]
                 *lines, buffer = buffer.split("\n")
@@ -167,8 +161,6 @@ class Kernel:
                         raise_for(event)
             elif kind == "error":
                 error = f"{content['ename']}: {content['evalue']}"
-            elif kind == "status" and content["execution_state"] == "idle":
-                break
         if result is None:
             raise KernelError(f"nbmigrate {op} returned no result" + (f": {error}" if error else
                               " (is nbmigrate installed in the kernel's environment?)"))
