@@ -1803,7 +1803,7 @@ def _analyze(source: str, ns: Mapping[str, Any], partial: _Partial) -> CellAcces
         label = _cache_hazard(name)
         if label is not None:
             static.append((pos, label))
-    hazards = _finish_hazards(events + walker.events, static)
+    hazards = _finish_hazards(events + walker.events, static) + _unordered_results(source, ns)
     return CellAccess(
         reads=frozenset(reads),
         bound=facts.bound,
@@ -1811,6 +1811,41 @@ def _analyze(source: str, ns: Mapping[str, Any], partial: _Partial) -> CellAcces
         hazards=hazards,
         paths=facts.paths,
     )
+
+
+_UNORDERED_METHODS = frozenset({"group_by", "unique", "partition_by"})
+"""polars methods whose output varies from run to run: multi-threaded hashing changes the row order
+(unless ``maintain_order=True``), and a group_by's parallel float aggregation changes the last bits
+of sums (whatever the order option), so a replay does not reproduce the value."""
+
+
+def _unordered_results(source: str, ns: Mapping[str, Any]) -> tuple[str, ...]:
+    """Hazards for polars calls whose result order is not reproducible::
+
+        cell:  agg = df.group_by("k").agg(pl.col("v").sum()).sort("k")   hazard: float sums vary
+        cell:  u = df.unique(maintain_order=True)                         no hazard
+    """
+    if "polars" not in sys.modules or not any(m in source for m in _UNORDERED_METHODS):
+        return ()
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in _UNORDERED_METHODS):
+            continue
+        if node.func.attr != "group_by" and any(
+                k.arg == "maintain_order" and isinstance(k.value, ast.Constant) and k.value.value is True
+                for k in node.keywords):
+            continue
+        root: ast.AST = node.func.value
+        while isinstance(root, (ast.Attribute, ast.Call, ast.Subscript)):
+            root = root.func if isinstance(root, ast.Call) else root.value
+        if not isinstance(root, ast.Name):
+            continue
+        value = _ns_get(ns, root.id)
+        module = value.__name__ if isinstance(value, types.ModuleType) else type(value).__module__
+        if isinstance(module, str) and module.partition(".")[0] == "polars":
+            found.append(f"irreproducible result: polars {node.func.attr}")
+    return tuple(dict.fromkeys(found))
 
 
 def function_globals(fn: Any, namespace: Mapping[str, Any]) -> frozenset[str]:

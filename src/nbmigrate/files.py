@@ -106,7 +106,8 @@ class FileRecorder:
         return activity
 
     def _keep(self, path: str) -> bool:
-        return not path.startswith(self._ignored)
+        # Bytecode caches are the import system's business (the environment check covers modules).
+        return not (path.startswith(self._ignored) or path.endswith(".pyc") or "/__pycache__/" in path)
 
     def on_event(self, event: str, args: tuple[Any, ...]) -> None:
         activity = self.activity

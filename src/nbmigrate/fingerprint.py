@@ -1519,7 +1519,12 @@ class _Walker:
     # ---------------------------------------------------------------- pyarrow
 
     def _arrow_spans(self, arrays: Sequence[Any]) -> None:
+        # Arrow buffers are immutable: two values over one buffer can never see each other's writes,
+        # so the sharing is not aliasing (and pickling may or may not keep it). Only mutable memory
+        # that an Arrow buffer wraps (pa.py_buffer over a bytearray/ndarray) is worth linking.
         pa = sys.modules["pyarrow"]
+        if not any(getattr(b, "is_mutable", False) for c in arrays for b in c.buffers() if b is not None):
+            return
         for c in arrays:
             for b in c.buffers():
                 if b is not None and b.size and b.is_cpu:

@@ -36,7 +36,8 @@ def plan_preview(monitor: Monitor, *, bandwidth: float, prefer: Prefer) -> str:
     lines = [f"plan ({prefer}, {human_bytes(bandwidth)}/s): "
              f"est. checkpoint {plan.est_checkpoint_seconds:.2f} s, restore {plan.est_restore_seconds:.2f} s; "
              f"replay cells {list(plan.replay)} (solved by {plan.solver} in {plan.solve_seconds * 1000:.1f} ms)"]
-    for d in plan.decisions:
+    groups = len(prepared.probe.specs)  # later keys are module bindings, listed as re-imports
+    for d in (d for d in plan.decisions if d.key < groups):
         tag = "store    " if d.stored else "recompute"
         why = d.reason.split(": ", 1)[1] if d.reason.startswith(("stored:", "recomputed:")) else d.reason
         lines.append(f"  {tag} {', '.join(d.names)}: {why}")

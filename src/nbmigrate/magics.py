@@ -29,6 +29,15 @@ def _bandwidth(text: str) -> float:
         raise UsageError(f"--bandwidth: {exc}") from None
 
 
+def _rephrased(exc: NbmigrateError, context: str) -> NbmigrateError:
+    """The same kind of error with ``context`` in front, raised without nbmigrate's internal traceback:
+    the message names what failed; the stack of store.py/restore.py frames only hides it."""
+    try:
+        return type(exc)(f"{context}: {exc}")
+    except TypeError:  # an error class with a richer constructor
+        return NbmigrateError(f"{context}: {exc}")
+
+
 @magics_class
 class NbmigrateMagics(Magics):
     def __init__(self, shell: Any, monitor: Monitor) -> None:
@@ -53,7 +62,7 @@ class NbmigrateMagics(Magics):
             report = checkpoint(self.monitor, args.destination, bandwidth=bandwidth, prefer=args.prefer,
                                 best_effort=args.best_effort)
         except NbmigrateError as exc:
-            raise type(exc)(f"checkpoint to {args.destination} failed: {exc}") from None
+            raise _rephrased(exc, f"checkpoint to {args.destination} failed") from None
         self.monitor.last_report = report
         print(report.render(verbose=args.verbose))
 
@@ -68,7 +77,10 @@ class NbmigrateMagics(Magics):
     def restore(self, line: str) -> None:
         """Restore a checkpoint into this kernel, verify every variable, and keep monitoring."""
         args = parse_argstring(self.restore, line)
-        report = restore(self.monitor, args.source, trust=args.trust, partial=args.partial)
+        try:
+            report = restore(self.monitor, args.source, trust=args.trust, partial=args.partial)
+        except NbmigrateError as exc:
+            raise _rephrased(exc, f"restore from {args.source} failed") from None
         self.monitor.last_report = report
         print(report.render(verbose=args.verbose))
         if not report.ok and not args.partial:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from .access import CellAccess, analyze_cell
 from .covariables import group_covariables
-from .files import FileActivity, FileRecorder, install_audit_hook, regular_files, stamp
+from .files import GONE, FileActivity, FileRecorder, install_audit_hook, regular_files, stamp
 from .fingerprint import Fingerprint, FingerprintSession, changed, fingerprint
 from .history import PREEXISTING, CellExecution, HistoryGraph
 from .namespace import user_items
@@ -204,7 +204,9 @@ class Monitor:
         hazards.extend(f"network: {target}" for target in activity.network[:3])
         if not p.access.hazards and activity.subprocess:
             hazards.append(f"subprocess: {activity.subprocess[0]}")
-        files_read = [stamp(path) for path in activity.external_reads]
+        # A read of a file that does not exist after the cell (and that the cell did not remove) was an
+        # open that failed: a library probing for a file, not an input of the cell.
+        files_read = [st for st in map(stamp, activity.external_reads) if st.size != GONE]
         cwd = os.getcwd()
         seen = set(activity.read) | set(activity.written)
         files_read.extend(stamp(path) for path in regular_files(p.access.paths, cwd) if path not in seen)

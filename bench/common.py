@@ -1,0 +1,152 @@
+"""Shared by both benchmarks: where things are, an isolated environment for kernels, output files."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = Path(os.environ.get("NBMIGRATE_CORPUS", REPO.parent / "shared" / "corpus"))
+"""The shared notebook corpus (lives beside the clone, like the tests expect; NBMIGRATE_CORPUS overrides)."""
+RESULTS = REPO / "bench" / "results"
+DEMO = REPO / "examples" / "demo.ipynb"
+QUIET = ["--IPKernelApp.log_level=ERROR"]
+"""Kernel start-up warnings are noise in a benchmark log."""
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr so a redirected stdout keeps only the tables."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def default_out(name: str) -> Path:
+    return RESULTS / dt.date.today().isoformat() / name
+
+
+def expand_notebooks(items: Sequence[str]) -> list[Path]:
+    """Files as given; folders become their ``*.ipynb``, sorted."""
+    found: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(sorted(path.glob("*.ipynb")))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise SystemExit(f"bench: no such notebook or folder: {item}")
+    return found
+
+
+def measured_seconds() -> dict[str, float]:
+    """Mean wall seconds per notebook (``benchmark/x.ipynb`` -> s) from the corpus's measured.json."""
+    path = CORPUS / "measured.json"
+    if not path.is_file():
+        return {}
+    out: dict[str, float] = {}
+    for row in json.loads(path.read_text()):
+        runs = row.get("main_s_runs") or [row.get("main_s", 0.0)]
+        out[str(row["notebook"])] = float(statistics.fmean(runs))
+    return out
+
+
+@contextlib.contextmanager
+def isolated_environment() -> Iterator[dict[str, str]]:
+    """Kernels started inside see a fresh IPYTHONDIR and, unless one is set, a throw-away signing secret.
+
+    A fresh IPYTHONDIR also matters for the measurement: a profile where ``nbmigrate install`` was run
+    would load the extension in the "plain" kernels too.
+    """
+    saved = {k: os.environ.get(k) for k in ("IPYTHONDIR", "NBMIGRATE_SECRET_FILE")}
+    with tempfile.TemporaryDirectory(prefix="nbmigrate-bench-home-") as home:
+        os.environ["IPYTHONDIR"] = str(Path(home) / "ipython")
+        if not os.environ.get("NBMIGRATE_SECRET_FILE"):
+            os.environ["NBMIGRATE_SECRET_FILE"] = str(Path(home) / "secret")
+        try:
+            yield {k: os.environ[k] for k in saved}
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
+def machine() -> dict[str, Any]:
+    """What the figures depend on: code version, interpreter, cores, how busy the machine was."""
+    import nbmigrate
+
+    status = _git("status", "--porcelain", "--", "src")
+    diff = _git("diff", "HEAD", "--", "src")
+    return {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "nbmigrate": getattr(nbmigrate, "__version__", None),
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "src_modified": bool(status) if status is not None else None,
+        "src_diff_sha1": hashlib.sha1(diff.encode()).hexdigest()[:12] if diff else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def finish(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with the load average at the end of the run (how busy the machine was throughout)."""
+    return dict(meta, load_average_end=[round(x, 2) for x in os.getloadavg()])
+
+
+def write_outputs(out: Path, data: dict[str, Any], markdown: str) -> Path:
+    """``out`` (JSON) and the same name with ``.md``; returns the markdown path."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    md = out.with_suffix(".md")
+    md.write_text(markdown)
+    return md
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines.extend("| " + " | ".join(str(c) for c in row) + " |" for row in rows)
+    return "\n".join(lines) + "\n"
+
+
+def pct(new: float | None, base: float | None) -> float | None:
+    if new is None or base is None or base <= 0:
+        return None
+    return 100.0 * (new - base) / base
+
+
+def fmt_pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1f} %"
+
+
+def mib(n: float | None) -> str:
+    return "n/a" if n is None else f"{n / 2**20:.0f}"
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def code_span(text: str) -> str:
+    """``text`` as inline code in a markdown table cell (a pipe would end the cell)."""
+    return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
