@@ -18,6 +18,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="only the fastest notebooks (a few minutes instead of ~20)")
     shared.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
                         help=f"seconds allowed per cell (default {DEFAULT_TIMEOUT:.0f})")
+    shared.add_argument("--repeat", type=int, default=argparse.SUPPRESS,
+                        help="overhead: runs per side and notebook, best kept (default 1)")
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, parents=[shared])
     parser.add_argument("--out-dir", type=Path, default=None,
                         help="folder for the results of both commands (default bench/results/<date>/)")
@@ -32,14 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _overhead(notebooks: list[str], out: Path, quick: bool, timeout: float) -> int:
+def _overhead(notebooks: list[str], out: Path, quick: bool, timeout: float, repeat: int = 1) -> int:
     chosen = overhead.select_notebooks(expand_notebooks(notebooks), quick)
     if chosen is None:
         log(f"bench overhead: the benchmark notebooks are not at {CORPUS / 'benchmark'} (the shared corpus "
             "lives beside the clone; set NBMIGRATE_CORPUS or pass --notebooks). Nothing measured.")
         return 0
     log(f"bench overhead: {', '.join(p.name for p in chosen)}")
-    print(overhead.run(chosen, out, quick=quick, timeout=timeout))
+    print(overhead.run(chosen, out, quick=quick, timeout=timeout, repeat=max(1, repeat)))
     return 0
 
 
@@ -54,12 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     quick: bool = getattr(args, "quick", False)
     timeout: float = getattr(args, "timeout", DEFAULT_TIMEOUT)
+    repeat: int = getattr(args, "repeat", 1)
     if args.command == "overhead":
-        return _overhead(args.notebooks, args.out or default_out("overhead.json"), quick, timeout)
+        return _overhead(args.notebooks, args.out or default_out("overhead.json"), quick, timeout, repeat)
     if args.command == "correctness":
         return _correctness(args.notebooks, args.out or default_out("correctness.json"), quick, timeout)
     folder: Path | None = args.out_dir
-    status = _overhead([], (folder / "overhead.json") if folder else default_out("overhead.json"), quick, timeout)
+    status = _overhead([], (folder / "overhead.json") if folder else default_out("overhead.json"), quick, timeout,
+                       repeat)
     print(flush=True)
     return status or _correctness([], (folder / "correctness.json") if folder else default_out("correctness.json"),
                                   quick, timeout)

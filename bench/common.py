@@ -94,14 +94,10 @@ def machine() -> dict[str, Any]:
     """What the figures depend on: code version, interpreter, cores, how busy the machine was."""
     import nbmigrate
 
-    status = _git("status", "--porcelain", "--", "src")
-    diff = _git("diff", "HEAD", "--", "src")
     return {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "nbmigrate": getattr(nbmigrate, "__version__", None),
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "src_modified": bool(status) if status is not None else None,
-        "src_diff_sha1": hashlib.sha1(diff.encode()).hexdigest()[:12] if diff else None,
+        **_source_state(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
@@ -109,9 +105,25 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _source_state() -> dict[str, Any]:
+    """Which nbmigrate ran: the package is installed editable, so uncommitted changes count too."""
+    status = _git("status", "--porcelain", "--", "src")
+    diff = _git("diff", "HEAD", "--", "src")
+    return {
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "src_modified": bool(status) if status is not None else None,
+        "src_diff_sha1": hashlib.sha1(diff.encode()).hexdigest()[:12] if diff else None,
+    }
+
+
 def finish(meta: dict[str, Any]) -> dict[str, Any]:
-    """``meta`` with the load average at the end of the run (how busy the machine was throughout)."""
-    return dict(meta, load_average_end=[round(x, 2) for x in os.getloadavg()])
+    """``meta`` plus the load average and source state at the end of the run.
+
+    If the source changed while the benchmark ran (the ``*_end`` fields differ), kernels started at
+    different times may have run different code.
+    """
+    end = {f"{k}_end": v for k, v in _source_state().items()}
+    return dict(meta, load_average_end=[round(x, 2) for x in os.getloadavg()], **end)
 
 
 def write_outputs(out: Path, data: dict[str, Any], markdown: str) -> Path:
@@ -150,3 +162,12 @@ def dir_bytes(path: Path) -> int:
 def code_span(text: str) -> str:
     """``text`` as inline code in a markdown table cell (a pipe would end the cell)."""
     return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
+
+
+def source_line(m: dict[str, Any]) -> str:
+    """"nbmigrate 0.1.0 (abc1234, src modified)" for a table's caption, saying so if the code changed mid-run."""
+    text = f"nbmigrate {m['nbmigrate']} ({m['commit']}{', src modified' if m['src_modified'] else ''})"
+    if "commit_end" in m and (m["commit_end"], m["src_diff_sha1_end"]) != (m["commit"], m["src_diff_sha1"]):
+        text += (f" — **the source changed during the run** (ended at {m['commit_end']}"
+                 f"{', src modified' if m['src_modified_end'] else ''})")
+    return text

@@ -26,6 +26,7 @@ from .common import (
     log,
     machine,
     measured_seconds,
+    source_line,
     table,
     write_outputs,
 )
@@ -134,7 +135,7 @@ def render(data: dict[str, Any]) -> str:
     s = data["summary"]
     out = [
         "## Migration correctness\n",
-        f"{m['date']}, nbmigrate {m['nbmigrate']} ({m['commit']}{', src modified' if m['src_modified'] else ''}), "
+        f"{m['date']}, {source_line(m)}, "
         f"Python {m['python']}, {m['cpus']} CPUs. Kernel A runs the notebook, `%checkpoint`s to a local folder; "
         "a fresh kernel B `%restore`s; *faithful* means same names, types, digests, aliasing and "
         f"`after_restore` output in A and B. **{s['faithful']} / {s['notebooks']} faithful.**\n",

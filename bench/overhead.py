@@ -35,6 +35,7 @@ from .common import (
     measured_seconds,
     mib,
     pct,
+    source_line,
     table,
     write_outputs,
 )
@@ -171,19 +172,54 @@ def _first_line(source: str) -> str:
     return line if len(line) <= 80 else line[:77] + "..."
 
 
-def measure_notebook(notebook: Path, position: int, timeout: float) -> dict[str, Any]:
+def _best(runs: list[Run]) -> Run:
+    """Several runs of one side as one: the fastest total (and fastest of each cell), the larger peak.
+
+    Contention from other processes only ever adds time, so the minimum is the least noisy estimate;
+    memory does not suffer from contention, and the larger peak is the conservative figure.
+    """
+    if len(runs) == 1:
+        return runs[0]
+    ok = [r for r in runs if r.error is None] or runs
+    failed = next((r for r in runs if r.error is not None), None)
+    fastest = min(ok, key=lambda r: r.wall_seconds)
+    hwms = [r.peak_rss_hwm for r in ok]
+    n_cells = min(len(r.cell_seconds) for r in ok)
+    with_hooks = [r for r in ok if r.hook_seconds]
+    return Run(
+        monitored=runs[0].monitored,
+        wall_seconds=fastest.wall_seconds,
+        cpu_seconds=min(r.cpu_seconds for r in ok),
+        peak_rss_sampled=max(r.peak_rss_sampled for r in ok),
+        peak_rss_hwm=None if None in hwms else max(h for h in hwms if h is not None),
+        rss_samples=sum(r.rss_samples for r in ok),
+        cell_seconds=[min(r.cell_seconds[i] for r in ok) for i in range(n_cells)],
+        hook_seconds=[min(hs) for hs in zip(*(r.hook_seconds for r in with_hooks), strict=True)]
+        if len(with_hooks) == len(ok) else [],
+        error=failed.error if failed else None,
+        failed_cell=failed.failed_cell if failed else None,
+    )
+
+
+def measure_notebook(notebook: Path, position: int, timeout: float, repeat: int = 1) -> dict[str, Any]:
+    """Run ``notebook`` ``repeat`` times on each side; who goes first alternates by notebook and round."""
     cells, _tail = split(code_cells(notebook))
-    order = [False, True] if position % 2 == 0 else [True, False]
-    runs: dict[bool, Run] = {}
-    for monitored in order:
-        label = "monitored" if monitored else "plain"
-        log(f"{notebook.name}: {label} run ({len(cells)} cells)...")
-        runs[monitored] = run = _run(notebook, cells, monitored=monitored, timeout=timeout)
-        if run.error:
-            log(f"  FAILED at cell {run.failed_cell}: {run.error}")
-        else:
-            log(f"  {run.wall_seconds:.1f} s wall, {run.cpu_seconds:.1f} s CPU, peak {mib(run.peak_rss)} MiB")
-    plain, mon = runs[False], runs[True]
+    runs: dict[bool, list[Run]] = {False: [], True: []}
+    orders: list[list[str]] = []
+    for round_ in range(repeat):
+        order = [False, True] if (position + round_) % 2 == 0 else [True, False]
+        orders.append(["monitored" if m else "plain" for m in order])
+        for monitored in order:
+            label = "monitored" if monitored else "plain"
+            log(f"{notebook.name}: {label} run ({len(cells)} cells)" + (f", round {round_ + 1}/{repeat}" if repeat > 1
+                                                                      else "") + "...")
+            run = _run(notebook, cells, monitored=monitored, timeout=timeout)
+            runs[monitored].append(run)
+            if run.error:
+                log(f"  FAILED at cell {run.failed_cell}: {run.error}")
+            else:
+                log(f"  {run.wall_seconds:.1f} s wall, {run.cpu_seconds:.1f} s CPU, peak {mib(run.peak_rss)} MiB")
+    plain, mon = _best(runs[False]), _best(runs[True])
     per_cell = []
     for i, cell in enumerate(cells):
         row: dict[str, Any] = {"index": cell.index, "first_line": _first_line(cell.source)}
@@ -198,9 +234,11 @@ def measure_notebook(notebook: Path, position: int, timeout: float) -> dict[str,
         "notebook": notebook.name,
         "path": str(notebook),
         "cells": len(cells),
-        "order": ["monitored" if m else "plain" for m in order],
+        "order": orders,
         "plain": asdict(plain),
         "monitored": asdict(mon),
+        "plain_runs": [asdict(r) for r in runs[False]] if repeat > 1 else None,
+        "monitored_runs": [asdict(r) for r in runs[True]] if repeat > 1 else None,
         "complete": complete,
         "wall_overhead_pct": pct(mon.wall_seconds, plain.wall_seconds) if complete else None,
         "cpu_overhead_pct": pct(mon.cpu_seconds, plain.cpu_seconds) if complete else None,
@@ -231,13 +269,13 @@ def select_notebooks(given: list[Path], quick: bool) -> list[Path] | None:
     return found
 
 
-def run(notebooks: list[Path], out: Path, *, quick: bool, timeout: float) -> str:
+def run(notebooks: list[Path], out: Path, *, quick: bool, timeout: float, repeat: int = 1) -> str:
     """Measure, write ``out`` (JSON) and ``out.md``, return the markdown."""
     results = []
     with isolated_environment():
         meta = machine()
         for position, nb in enumerate(notebooks):
-            results.append(measure_notebook(nb, position, timeout))
+            results.append(measure_notebook(nb, position, timeout, repeat))
     summary = {
         key: _stats([r[key] for r in results])
         for key in ("wall_overhead_pct", "cpu_overhead_pct", "mem_overhead_pct", "mem_sampled_overhead_pct")
@@ -246,7 +284,8 @@ def run(notebooks: list[Path], out: Path, *, quick: bool, timeout: float) -> str
     worst = sorted((c for c in cells if c.get("overhead_s") is not None),
                    key=lambda c: -c["overhead_s"])[:5]
     worst_hooks = sorted((c for c in cells if c.get("hooks_s") is not None), key=lambda c: -c["hooks_s"])[:5]
-    data = {"machine": finish(meta), "settings": {"quick": quick, "timeout": timeout, "rss_sample_interval": 0.05},
+    data = {"machine": finish(meta), "settings": {"quick": quick, "timeout": timeout, "repeat": repeat,
+                                                 "rss_sample_interval": 0.05},
             "notebooks": results, "summary": summary, "worst_cells": worst, "worst_hook_cells": worst_hooks}
     md = render(data)
     path = write_outputs(out, data, md)
@@ -262,6 +301,14 @@ def _cell_rows(cells: list[dict[str, Any]]) -> list[list[object]]:
     return [[c["notebook"], c["index"], _s(c["plain_s"], 2), _s(c["monitored_s"], 2),
              f"{c['overhead_s']:+.2f}" if c.get("overhead_s") is not None else "n/a",
              _s(c["hooks_s"], 3), code_span(c["first_line"])] for c in cells]
+
+
+def _how(repeat: int) -> str:
+    if repeat == 1:
+        return "Each notebook ran once plain and once monitored, each in a fresh kernel."
+    return (f"Each notebook ran {repeat}× plain and {repeat}× monitored, each in a fresh kernel, alternating "
+            "which side went first; times are the best of the runs (per cell: the fastest run of that cell), "
+            "peak RSS the larger.")
 
 
 def render(data: dict[str, Any]) -> str:
@@ -285,10 +332,10 @@ def render(data: dict[str, Any]) -> str:
               "peak RSS overhead", "in monitor hooks s"]
     out = [
         "## Monitoring overhead\n",
-        f"{m['date']}, nbmigrate {m['nbmigrate']} ({m['commit']}{', src modified' if m['src_modified'] else ''}), "
+        f"{m['date']}, {source_line(m)}, "
         f"Python {m['python']}, {m['cpus']} CPUs, load average {m['load_average'][0]} at start, "
-        f"{m['load_average_end'][0]} at end. Each notebook ran once plain and once monitored, each in a fresh "
-        "kernel; peak RSS is the kernel's VmHWM; CPU counts the kernel and its worker processes.\n",
+        f"{m['load_average_end'][0]} at end. {_how(data['settings'].get('repeat', 1))} "
+        "Peak RSS is the kernel's VmHWM; CPU counts the kernel and its worker processes.\n",
         table(header, rows),
         "\n### Cells with the largest overhead (monitored − plain wall seconds)\n",
         "Differences of a few percent on long cells are within run-to-run noise; "

@@ -35,6 +35,7 @@ import contextlib
 import importlib
 import json
 import os
+import queue
 import re
 import shutil
 import tempfile
@@ -235,33 +236,36 @@ def parse_store_url(text: str, *, cwd: str | Path | None = None) -> StoreUrl:
         raise AddressError("empty store URL: expected a folder, or a URL such as s3://bucket/prefix")
     known = set(fsspec.available_protocols())
     protocols: list[str] = []
-    links = text.split("::")
-    for i, link in enumerate(links):
-        match = _SCHEME_RE.fullmatch(link)
-        is_drive = match is not None and len(match.group(1)) == 1  # C:\ckpt on Windows
-        if match is None or is_drive:
-            if i != len(links) - 1 or not link:
-                raise AddressError(f"{text!r}: {link or 'an empty part'!r} in a chained URL must be a protocol "
-                                   "such as simplecache or s3://bucket")
-            protocols.append("file")
-            continue
+    *wrappers, last = text.split("::")
+    for link in wrappers:  # simplecache::s3://bucket/x: the links before the last are protocol names
+        name = link.removesuffix("://").lower()
+        if not re.fullmatch(r"[a-z][a-z0-9+.-]*", name):
+            raise AddressError(f"{text!r}: {link or 'an empty part'!r} in a chained URL must be a protocol "
+                               "name such as simplecache")
+        protocols.append(name)
+    match = _SCHEME_RE.fullmatch(last)
+    if not last:
+        raise AddressError(f"{text!r}: nothing after the last ::")
+    if match is None or len(match.group(1)) == 1:  # no scheme, or a Windows drive (C:\ckpt)
+        protocols.append("file")
+    else:
         scheme, rest = match.group(1).lower(), match.group(2)
-        if scheme not in known:
-            raise AddressError(f"{text!r}: unknown storage protocol {scheme!r} (fsspec knows e.g. file, memory, "
-                               "s3, gcs, az, sftp; install the package that provides it)")
-        if i == len(links) - 1 and not rest.startswith("//"):
+        if not rest.startswith("//"):
             raise AddressError(f"{text!r} is not a URL: write {scheme}://{rest.lstrip('/')} "
                                "(a protocol is followed by two slashes)")
         protocols.append(scheme)
-    last = links[-1]
+    for name in protocols:
+        if name not in known:
+            raise AddressError(f"{text!r}: unknown storage protocol {name!r} (fsspec knows e.g. file, memory, "
+                               "s3, gcs, az, sftp; install the package that provides it)")
     if protocols[-1] == "file" and "://" not in last:
         base = Path(cwd) if cwd is not None else Path.cwd()
-        links[-1] = str((base / Path(last).expanduser()).absolute())
+        last = str((base / Path(last).expanduser()).absolute())
     elif protocols[-1] in ("file", "local") and last.startswith(("file://", "local://")):
         path = last.split("://", 1)[1]
         if not path or not path.startswith("/"):
             raise AddressError(f"{text!r}: a file:// URL needs an absolute path (file:///home/ann/ckpt)")
-    return StoreUrl(url="::".join(links), protocols=tuple(protocols))
+    return StoreUrl(url="::".join([*wrappers, last]), protocols=tuple(protocols))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -318,7 +322,11 @@ class LocalKernel:
         return self.kernel.operation(op, on_progress=on_progress, **params)
 
     def shutdown(self, timeout: float = 15) -> None:
-        """Ask the kernel to exit and wait for its reply, which it sends once it is done (atexit)."""
+        """Ask the kernel to exit and wait for its reply, which it sends once it is done (atexit).
+
+        A kernel that a Jupyter server manages is restarted by that server when it exits behind its
+        back: such a kernel is shut down through the server (its REST address) instead.
+        """
         client = self.kernel.client
         msg_id = client.shutdown()
         deadline = time.monotonic() + timeout
@@ -338,6 +346,37 @@ class LocalKernel:
             yield Scratch(kernel_url=folder, client_url=folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _answers(client: Any, timeout: float) -> bool:
+    """Whether the kernel answers a ``kernel_info_request`` on its control channel within ``timeout``.
+
+    The control channel answers while a cell runs, unlike the shell channel that jupyter_client's
+    ``wait_for_ready`` asks (so a busy kernel would pass for a dead one). The request's status message
+    on iopub must arrive too: then our subscription is live and no event of the next request is lost.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        request = client.session.msg("kernel_info_request")
+        client.control_channel.send(request)
+        msg_id = request["header"]["msg_id"]
+        if _reply(client.get_control_msg, msg_id, min(1.0, max(0.1, deadline - time.monotonic()))) and \
+                _reply(client.get_iopub_msg, msg_id, 0.5):
+            return True
+    return False
+
+
+def _reply(get: Any, msg_id: str, wait: float) -> bool:
+    """Read messages with ``get`` until one answers ``msg_id`` (True) or ``wait`` seconds pass (False)."""
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            msg = get(timeout=left)
+        except queue.Empty:
+            return False
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return True
+    return False
 
 
 @contextlib.contextmanager
@@ -360,15 +399,24 @@ def connect(address: KernelAddress, *, timeout: float = 10) -> Iterator[KernelHa
             yield handle
         return
 
+    from jupyter_client.blocking.client import BlockingKernelClient
+
     from .remote import Kernel
 
     try:
-        kernel = Kernel.connect(str(address.path), timeout=timeout)
-    except RuntimeError as exc:  # wait_for_ready: nothing answered
-        raise AddressError(f"no kernel answers at {address.path} within {timeout:.0f} s (has it stopped? "
-                           f"a connection file can outlive its kernel): {exc}") from None
+        client = BlockingKernelClient(connection_file=str(address.path))
+        client.load_connection_file()
+        client.start_channels()
     except (OSError, ValueError, KeyError) as exc:
         raise AddressError(f"cannot connect to the kernel of {address.path}: {exc}") from None
+    try:
+        if not _answers(client, timeout):
+            raise AddressError(f"no kernel answers at {address.path} within {timeout:.0f} s (has it stopped? a "
+                               "connection file can outlive its kernel)")
+    except BaseException:
+        client.stop_channels()
+        raise
+    kernel = Kernel(client)
     handle = LocalKernel(kernel, address)
     try:
         yield handle

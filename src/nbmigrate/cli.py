@@ -14,11 +14,13 @@ not matching their checkpoint).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import click
 from rich.console import Console
@@ -49,6 +51,7 @@ from .addresses import (
 from .errors import IntegrityError, NbmigrateError
 from .install import install as do_install
 from .install import uninstall as do_uninstall
+from .manifest import Manifest
 from .reports import human_bytes
 
 OK, FAILED, USAGE, INCOMPLETE = 0, 1, 2, 3
@@ -63,9 +66,10 @@ PREFER_CHOICES = ("balanced", "restore", "checkpoint")
 class CommandFailed(click.ClickException):
     """A failure with the CLI's exit code; with --json, also a JSON error object on stdout."""
 
-    def __init__(self, message: str, exit_code: int, *, as_json: bool = False) -> None:
+    exit_code = FAILED
+
+    def __init__(self, message: str, *, as_json: bool = False) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
         self.as_json = as_json
 
     def show(self, file: IO[Any] | None = None) -> None:
@@ -74,15 +78,21 @@ class CommandFailed(click.ClickException):
         click.echo(f"Error: {self.message}", err=True)
 
 
+class UsageFailure(CommandFailed):
+    """A bad kernel address or store URL, or nothing answering at the address."""
+
+    exit_code = USAGE
+
+
 @contextlib.contextmanager
 def failures(what: str, *, as_json: bool) -> Iterator[None]:
     """Turn nbmigrate's exceptions into exit codes: address/URL problems 2, failed operations 1."""
     try:
         yield
     except AddressError as exc:
-        raise CommandFailed(str(exc), USAGE, as_json=as_json) from None
+        raise UsageFailure(str(exc), as_json=as_json) from None
     except (NbmigrateError, TimeoutError) as exc:
-        raise CommandFailed(f"{what} failed: {exc}", FAILED, as_json=as_json) from None
+        raise CommandFailed(f"{what} failed: {exc}", as_json=as_json) from None
 
 
 def emit_json(data: Any) -> None:
@@ -106,7 +116,7 @@ class _AmountColumn(ProgressColumn):
 class ProgressBars:
     """``on_progress(phase, done, total)`` drawn as one rich bar per phase, on stderr if it is a terminal."""
 
-    LABELS = {
+    LABELS: ClassVar[dict[str, tuple[str, str]]] = {
         "write": ("writing checkpoint", "bytes"),
         "copy": ("copying checkpoint", "bytes"),
         "read": ("reading checkpoint", "bytes"),
@@ -205,7 +215,7 @@ def main() -> None:
 @verbose_option
 def checkpoint(kernel: str, store: str, bandwidth: float | None, prefer: str, best_effort: bool,
                as_json: bool, verbose: bool) -> None:
-    """Checkpoint the session of a running KERNEL to STORE_URL.
+    """Checkpoint a running KERNEL to STORE_URL.
 
     \b
     Example:
@@ -234,7 +244,7 @@ def checkpoint(kernel: str, store: str, bandwidth: float | None, prefer: str, be
 @json_option
 @verbose_option
 def restore(store: str, kernel: str, trust: bool, partial: bool, as_json: bool, verbose: bool) -> None:
-    """Restore the checkpoint at STORE_URL into a running KERNEL and verify every variable.
+    """Restore STORE_URL into a running KERNEL, verifying every variable.
 
     \b
     Example:
@@ -294,7 +304,12 @@ def _same_kernel(a: KernelAddress, b: KernelAddress) -> bool:
 @verbose_option
 def migrate(source: str, target: str, via: str | None, shutdown_source: bool, best_effort: bool,
             bandwidth: float | None, prefer: str, trust: bool, partial: bool, as_json: bool, verbose: bool) -> None:
-    """Move the session of KERNEL into another kernel: checkpoint, move, restore, verify.
+    """Move the session of KERNEL into another kernel, verified.
+
+    Checkpoints KERNEL, moves the checkpoint (through --via, or streamed through this machine in
+    temporary folders that are removed afterwards), restores it into the target and verifies every
+    variable against its checkpoint digest. A kernel managed by a Jupyter server restarts when it is
+    shut down behind the server's back: give such a source by its server URL to use --shutdown-source.
 
     \b
     Examples:
@@ -337,7 +352,7 @@ def migrate(source: str, target: str, via: str | None, shutdown_source: bool, be
               help="Also draw the history graph to FILE (.png, .svg, .pdf).")
 @json_option
 def inspect(store: str, trust: bool, graph_path: Path | None, as_json: bool) -> None:
-    """Show what the checkpoint at STORE_URL holds, without loading any of it.
+    """Show what the checkpoint at STORE_URL holds, loading none of it.
 
     Verifies the manifest's signature (unless --trust) and that every blob is present, then lists the
     environment, the variables (stored or recomputed, and why), the cells a restore replays and the cells
@@ -347,17 +362,15 @@ def inspect(store: str, trust: bool, graph_path: Path | None, as_json: bool) -> 
     Example:
       nbmigrate inspect ./ckpt --graph history.svg
     """
-    from .checkpoint_view import describe, render_text
-
     with failures(f"inspect {store}", as_json=as_json):
         url = _store(store)
-        view = describe(url.url, trust=trust)
+        view = describe_checkpoint(url.url, trust=trust)
         if graph_path is not None:
             _draw(view.manifest, graph_path, title=url.url)
     if as_json:
         emit_json(view.to_dict())
     else:
-        render_text(view, Console(width=None if Console().is_terminal else 160, soft_wrap=False))
+        render_inspection(view, Console(width=None if Console().is_terminal else 160))
         if graph_path is not None:
             click.echo(f"history graph written to {graph_path}")
     if view.missing_blobs:
@@ -366,7 +379,7 @@ def inspect(store: str, trust: bool, graph_path: Path | None, as_json: bool) -> 
         raise SystemExit(FAILED)
 
 
-def _draw(manifest: Any, path: Path, *, title: str) -> None:
+def _draw(manifest: Manifest, path: Path, *, title: str) -> None:
     from .graph import draw, layout
 
     try:
@@ -376,7 +389,144 @@ def _draw(manifest: Any, path: Path, *, title: str) -> None:
     except ValueError as exc:
         raise AddressError(f"--graph: {exc}") from None
     except OSError as exc:
-        raise IntegrityError(f"cannot write {path}: {exc}") from None
+        raise NbmigrateError(f"cannot write {path}: {exc}") from None
+
+
+@dataclass
+class CheckpointView:
+    """What ``nbmigrate inspect`` shows: the verified manifest, how it was verified, which blobs are absent."""
+
+    url: str
+    manifest: Manifest
+    signature: str
+    blob_bytes: int
+    missing_blobs: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        from .graph import first_line, variable_state
+
+        m = self.manifest
+        history = m.history["executions"]
+        groups = {g.key: g for g in m.groups}
+        env = m.environment
+        return {
+            "url": self.url,
+            "signature": self.signature,
+            "nbmigrate_version": m.nbmigrate_version,
+            "format_version": m.format_version,
+            "created": datetime.datetime.fromtimestamp(m.created).isoformat(timespec="seconds"),
+            "blobs": {"count": len(m.blobs()), "bytes": self.blob_bytes, "missing": self.missing_blobs},
+            "environment": {"python": env.python, "platform": env.platform, "machine": env.machine,
+                            "cwd": env.cwd, "packages": env.packages, "sys_path_added": env.sys_path,
+                            "env_vars_set": sorted(env.env)},
+            "variables": [{"name": v.name, "type": v.type, "nbytes": v.nbytes,
+                           "how": variable_state(groups[v.group].stored, groups[v.group].reason),
+                           "group": v.group, "writer": v.writer} for v in m.variables],
+            "modules": {b.name: b.module for b in m.modules},
+            "groups": [{"key": g.key, "names": g.names, "stored": g.stored, "reason": g.reason,
+                        "nbytes": 0 if g.blob is None else g.blob.size, "modules": g.modules} for g in m.groups],
+            "replay": [{"index": i, "cell_id": history[i]["cell_id"], "duration": history[i]["duration"],
+                        "first_line": first_line(history[i]["source"])} for i in m.plan.replay],
+            "hazards": [{"index": ce["index"], "first_line": first_line(ce["source"]), "raised": ce["raised"],
+                         "hazards": ce["hazards"]} for ce in history if ce["hazards"] or ce["raised"]],
+            "plan": {"prefer": m.plan.prefer, "bandwidth": m.plan.bandwidth,
+                     "est_checkpoint_seconds": m.plan.est_checkpoint_seconds,
+                     "est_restore_seconds": m.plan.est_restore_seconds, "solver": m.plan.solver},
+        }
+
+
+def describe_checkpoint(url: str, *, trust: bool) -> CheckpointView:
+    """Read and verify the manifest at ``url`` (no unpickling) and check its blobs are all there."""
+    from .store import BLOB_DIR, CheckpointStore
+
+    store = CheckpointStore(url)
+    try:
+        manifest = store.read_manifest()
+        signature = "verified (signed with your key)"
+    except IntegrityError as exc:
+        if not trust:
+            raise
+        manifest = store.read_manifest(trust=True)
+        signature = f"NOT verified (--trust): {str(exc).split('. ', 1)[0]}"
+    folder = f"{store.root}/{BLOB_DIR}" if store.root else BLOB_DIR
+    with contextlib.suppress(Exception):
+        store.fs.invalidate_cache(folder)
+    try:
+        present = {str(e["name"]).rstrip("/").rsplit("/", 1)[-1]: int(e.get("size") or 0)
+                   for e in store.fs.ls(folder, detail=True)}
+    except FileNotFoundError:
+        present = {}
+    except Exception as exc:
+        from .store import describe_store_error
+
+        raise NbmigrateError(f"cannot list the blobs of {describe_store_error(exc, url)}") from exc
+    blobs = manifest.blobs()
+    missing = [b.sha256 for b in blobs if present.get(b.sha256) != b.size]
+    return CheckpointView(url=url, manifest=manifest, signature=signature,
+                          blob_bytes=sum(b.size for b in blobs), missing_blobs=missing)
+
+
+def render_inspection(view: CheckpointView, console: Console) -> None:
+    """Print a :class:`CheckpointView` as sections of text and tables."""
+    data = view.to_dict()
+    env = data["environment"]
+    console.print(f"[bold]checkpoint[/bold] {view.url}", highlight=False)
+    console.print(f"  written by nbmigrate {data['nbmigrate_version']} on {data['created']} "
+                  f"(format {data['format_version']}); signature {data['signature']}", highlight=False)
+    missing = f", [red]{len(view.missing_blobs)} MISSING[/red]" if view.missing_blobs else ", all present"
+    console.print(f"  {data['blobs']['count']} blobs ({human_bytes(view.blob_bytes)}){missing}", highlight=False)
+
+    console.print("[bold]environment[/bold]")
+    console.print(f"  python {env['python']} on {env['platform']} ({env['machine']}), cwd {env['cwd']}",
+                  highlight=False)
+    # Values are "distribution==version" (keys are the imported module names, often the same).
+    packages = ", ".join(sorted(set(env["packages"].values()), key=str.lower)) or "none recorded"
+    console.print(f"  packages: {packages}", highlight=False)
+    if env["sys_path_added"]:
+        console.print("  sys.path added: " + ", ".join(env["sys_path_added"]), highlight=False)
+    if env["env_vars_set"]:
+        console.print("  environment variables set: " + ", ".join(env["env_vars_set"]), highlight=False)
+
+    table = Table(title="variables", title_justify="left", box=None, pad_edge=False)
+    for column in ("name", "type", "size", "how", "group", "written by"):
+        table.add_column(column, justify="right" if column in ("size", "group") else "left")
+    for v in data["variables"]:
+        writer = "before monitoring" if v["writer"] < 0 else f"cell {v['writer']}"
+        table.add_row(v["name"], v["type"], human_bytes(v["nbytes"]), v["how"], str(v["group"]), writer)
+    console.print(table)
+    if data["modules"]:
+        console.print("re-imported: " + ", ".join(f"{n} ({m})" for n, m in sorted(data["modules"].items())),
+                      highlight=False)
+
+    table = Table(title="groups", title_justify="left", box=None, pad_edge=False)
+    for column in ("group", "variables", "decision", "stored size", "why"):
+        table.add_column(column, justify="right" if column in ("group", "stored size") else "left")
+    for g in data["groups"]:
+        decision = "stored" if g["stored"] else ("recomputed" if g["reason"].startswith("recomputed") else "LOST")
+        why = g["reason"].split(": ", 1)[1] if g["reason"].startswith(("stored:", "recomputed:")) else g["reason"]
+        table.add_row(str(g["key"]), ", ".join(g["names"]), decision,
+                      human_bytes(g["nbytes"]) if g["stored"] else "", why)
+    console.print(table)
+
+    table = Table(title=f"cells to replay ({len(data['replay'])})", title_justify="left", box=None, pad_edge=False)
+    for column in ("cell", "duration", "first line"):
+        table.add_column(column, justify="right" if column != "first line" else "left")
+    for c in data["replay"]:
+        table.add_row(str(c["index"]), f"{c['duration']:.3f} s", c["first_line"])
+    console.print(table)
+
+    if data["hazards"]:
+        table = Table(title="cells unsafe to replay", title_justify="left", box=None, pad_edge=False)
+        for column in ("cell", "first line", "why"):
+            table.add_column(column, justify="right" if column == "cell" else "left")
+        for c in data["hazards"]:
+            why = "; ".join((["raised"] if c["raised"] else []) + c["hazards"])
+            table.add_row(str(c["index"]), c["first_line"], why)
+        console.print(table)
+    plan = data["plan"]
+    console.print(f"plan: prefer {plan['prefer']}, bandwidth {human_bytes(plan['bandwidth'])}/s, est. checkpoint "
+                  f"{plan['est_checkpoint_seconds']:.2f} s, restore {plan['est_restore_seconds']:.2f} s "
+                  f"(solver {plan['solver']})", highlight=False)
 
 
 @main.command()
@@ -394,7 +544,10 @@ def _draw(manifest: Any, path: Path, *, title: str) -> None:
 @verbose_option
 def run(notebook: Path, store: str, upto: str | None, cwd: Path | None, kernel_name: str,
         bandwidth: float | None, prefer: str, best_effort: bool, as_json: bool, verbose: bool) -> None:
-    """Run NOTEBOOK.ipynb headless in a new monitored kernel, then checkpoint it to STORE_URL.
+    """Run a notebook headless in a new kernel, then checkpoint it.
+
+    The code cells of NOTEBOOK.ipynb run in order in a new kernel that monitors them; the session is
+    then checkpointed to STORE_URL and the kernel stopped.
 
     Cells tagged raises-exception may fail; any other failing cell stops the run (exit code 1).
 
@@ -408,7 +561,10 @@ def run(notebook: Path, store: str, upto: str | None, cwd: Path | None, kernel_n
 
     with failures(f"run of {notebook.name}", as_json=as_json):
         url = _store(store)
-        cells = code_cells(notebook)
+        try:
+            cells = code_cells(notebook)
+        except Exception as exc:  # nbformat's NotJSONError, ValidationError ...
+            raise AddressError(f"{notebook} is not a notebook nbformat can read: {exc}") from None
         if upto is not None:
             last = _cell_position(notebook, upto)
             cells = [c for c in cells if c.index <= last]
@@ -436,15 +592,13 @@ def run(notebook: Path, store: str, upto: str | None, cwd: Path | None, kernel_n
 
 def _cell_position(notebook: Path, upto: str) -> int:
     """The notebook position of ``--upto``: a 0-based position among all cells, or a cell id."""
-    import nbformat
-
-    nb = nbformat.read(str(notebook), as_version=4)
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]  # already read by code_cells
     if upto.isdigit():
         position = int(upto)
-        if position >= len(nb.cells):
-            raise AddressError(f"--upto {upto}: {notebook.name} has {len(nb.cells)} cells (0 to {len(nb.cells) - 1})")
+        if position >= len(cells):
+            raise AddressError(f"--upto {upto}: {notebook.name} has {len(cells)} cells (0 to {len(cells) - 1})")
         return position
-    for i, cell in enumerate(nb.cells):
+    for i, cell in enumerate(cells):
         if cell.get("id") == upto:
             return i
     raise AddressError(f"--upto {upto}: no cell with that id in {notebook.name} (give a cell id or a position)")
@@ -468,5 +622,3 @@ def uninstall(profile: str) -> None:
     for path in paths:
         click.echo(f"removed from {path}")
 
-
-__all__ = ["INCOMPLETE", "OK", "USAGE", "FAILED", "main", "human_bytes", "Table"]

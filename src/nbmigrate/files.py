@@ -123,18 +123,22 @@ class FileRecorder:
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
                 isinstance(flags, int) and flags & _WRITE_FLAGS
             )
-            if writing:
-                activity.written[path] = None
-            else:
+            # "r+"/"a+" (O_RDWR without O_TRUNC/O_EXCL) can read what was there before writing.
+            reading = not writing or (isinstance(flags, int) and flags & os.O_RDWR
+                                      and not flags & (os.O_TRUNC | os.O_EXCL))
+            if reading:
                 if path not in activity.written:
                     activity.read_first[path] = None
                 activity.read[path] = None
+            if writing:
+                activity.written[path] = None
         elif event in ("os.remove", "os.rename", "os.truncate", "shutil.rmtree"):
-            target = args[0]
-            if isinstance(target, (str, bytes, os.PathLike)):
-                path = os.path.realpath(os.fsdecode(target))
-                if self._keep(path):
-                    activity.written[path] = None
+            # os.rename/os.replace: (src, dst, ...); both change (the destination is the usual output).
+            for target in args[:2] if event == "os.rename" else args[:1]:
+                if isinstance(target, (str, bytes, os.PathLike)):
+                    path = os.path.realpath(os.fsdecode(target))
+                    if self._keep(path):
+                        activity.written[path] = None
         elif event == "socket.connect":
             activity.network.append(repr(args[1])[:80])
         elif event == "subprocess.Popen":

@@ -1021,6 +1021,10 @@ class _Walker:
         return d if isinstance(d, dict) else None
 
     def _push_attrs_if_any(self, o: Any) -> None:
+        # called for instances of subclasses of list/tuple/dict/set/deque/atoms: a session class
+        # (namedtuple, IntFlag ...) links the instance to the name bound to it, as in _h_instance
+        t = type(o)
+        self._session_class(t, self._class_info(t)[2])
         d = self._instance_dict(o)
         if d:
             self.stack.append(_Op(self._op_attrs, d))
@@ -1294,6 +1298,7 @@ class _Walker:
         self._schedule([o.__bases__, _Op(self._op_dict_body, (keys, values))])
 
     def _h_enum(self, o: Any, t: type) -> None:
+        self._session_class(t, _is_session_module(t.__module__))  # `color is Color.RED` after a restore
         self._by_name(t.__module__, f"{t.__qualname__}.{o._name_}", b"E")
         if o._name_ is None:
             self.stack.append(o._value_)
@@ -1387,6 +1392,10 @@ class _Walker:
         if not self._enter(o, t):
             return
         self._session_class(t, self._class_info(t)[2])
+        # Some C types (io.StringIO, io.BytesIO) create their __dict__ on first access and put it in
+        # __getstate__ only once it exists; the walk reads __dict__ below, so touch it first or the
+        # first walk of an object would differ from every later one.
+        self._instance_dict(o)
         try:
             rv = self._reduce(o, t)
         except Exception:
@@ -1417,7 +1426,14 @@ class _Walker:
         if self.rec and not issubclass(t, (types.FrameType, types.TracebackType)):
             # identities below an opaque object still matter (a generator's frame holds the list it
             # iterates): walk what it references, never frames (they lead to every global)
-            self._schedule(gc.get_referents(o))
+            refs = gc.get_referents(o)
+            if isinstance(o, weakref.ReferenceType):
+                # not a gc referent, yet shared with whoever holds it: a weak reference travels with
+                # its target, or a replayed reference would point at a dead copy
+                target = o()
+                if target is not None:
+                    refs = [*refs, target]
+            self._schedule(refs)
 
     # ---------------------------------------------------------------- numpy
 
@@ -1496,6 +1512,9 @@ class _Walker:
             + b"".join(_len(d) for d in o.shape) + _tok_bool(o.requires_grad)
         )  # fmt: skip
         self._push_attrs_if_any(o)
+        if o.is_leaf and o.requires_grad and o.grad is not None:  # .grad of a non-leaf warns
+            self.emit(b"Tg")  # gradients are state: backward() changes them, optimizer.step() reads them
+            self.stack.append(o.grad)
         if not strided or o.is_quantized or np is None or o.device.type == "meta":
             if o.device.type == "meta":
                 return
@@ -1835,13 +1854,24 @@ def _mpl_summary(a: Any, depth: int = 0) -> Any:
             return ("figure", tuple(float(x) for x in a.get_size_inches()), suptitle,
                     [_mpl_summary(ax, depth + 1) for ax in a.axes] if depth < 2 else len(a.axes))
         if hasattr(a, "get_xlim") and hasattr(a, "lines"):
+            def children(xs: Any) -> Any:
+                return [_mpl_summary(x, depth + 1) for x in xs] if depth < 2 else len(xs)
+
             return ("axes", a.get_title(), a.get_xlabel(), a.get_ylabel(),
                     tuple(float(x) for x in a.get_xlim()), tuple(float(x) for x in a.get_ylim()),
-                    [_mpl_summary(line, depth + 1) for line in a.lines] if depth < 2 else len(a.lines),
-                    len(a.collections), len(a.patches), len(a.texts))
+                    children(a.lines), children(a.collections), children(a.images), len(a.patches), len(a.texts))
         if hasattr(a, "get_xydata"):
             return ("line", a.get_xydata().copy(), a.get_label(), str(a.get_color()),
                     str(a.get_linestyle()), str(a.get_marker()))
+        if hasattr(a, "get_array") and hasattr(a, "get_cmap"):
+            # images, scatter plots, meshes: the data they map to colours, the colour map, the points
+            np = sys.modules["numpy"]  # matplotlib imports it
+            data = a.get_array()
+            offsets = a.get_offsets() if hasattr(a, "get_offsets") else None
+            return ("mappable", kind, str(a.get_label()),
+                    None if data is None else np.ma.getdata(data), None if data is None else np.ma.getmaskarray(data),
+                    str(a.get_cmap().name), tuple(float(x) for x in a.get_clim() if x is not None),
+                    None if offsets is None else np.ma.getdata(offsets))
         if hasattr(a, "get_text"):
             return ("text", kind, a.get_text())
         return ("artist", kind, str(a.get_label()))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .history import PREEXISTING, HistoryGraph
-from .manifest import Manifest
+from .manifest import Manifest, VariableRecord
 
 NodeKind = Literal["cell", "variable"]
 NodeState = Literal["replayed", "not replayed", "hazard", "stored", "recomputed", "lost"]
@@ -74,6 +74,12 @@ class GraphLayout:
         raise KeyError(node_id)
 
 
+PER_ROW = 3
+"""Variables side by side above one cell; more go to further rows."""
+SLOT_WIDTH = 0.3
+ROW_HEIGHT = 0.9
+
+
 def first_line(source: str, width: int = 60) -> str:
     """The first non-blank line of a cell, shortened to ``width`` characters."""
     for line in source.splitlines():
@@ -104,18 +110,22 @@ def layout(manifest: Manifest) -> GraphLayout:
         out.nodes.append(Node(id=f"cell:{ce.index}", kind="cell", label=f"[{ce.index}] {first_line(ce.source, 24)}",
                               x=float(ce.index), y=0.0, state=state, detail=detail))
 
-    stacked: dict[int, int] = defaultdict(int)
+    by_column: dict[int, list[VariableRecord]] = defaultdict(list)
     live_version: dict[str, int] = {}
     for var in sorted(manifest.variables, key=lambda v: (v.writer, v.name)):
-        group = groups[var.group]
-        column = var.writer if var.writer != PREEXISTING else -1
-        stacked[column] += 1
-        live_version[var.name] = var.writer
-        out.nodes.append(Node(id=f"var:{var.name}", kind="variable", label=var.name, x=float(column),
-                              y=float(stacked[column]), state=variable_state(group.stored, group.reason),
-                              detail=var.type))
-        if var.writer != PREEXISTING:
-            out.edges.append(Edge(f"cell:{var.writer}", f"var:{var.name}", "write"))
+        by_column[var.writer if var.writer != PREEXISTING else -1].append(var)
+    for column, variables in by_column.items():
+        per_row = min(PER_ROW, len(variables))
+        for k, var in enumerate(variables):
+            name = var.name
+            group = groups[var.group]
+            live_version[name] = var.writer
+            row, slot = divmod(k, per_row)
+            x = column + (slot - (per_row - 1) / 2) * SLOT_WIDTH
+            out.nodes.append(Node(id=f"var:{name}", kind="variable", label=name, x=x, y=1.0 + row * ROW_HEIGHT,
+                                  state=variable_state(group.stored, group.reason), detail=var.type))
+            if var.writer != PREEXISTING:
+                out.edges.append(Edge(f"cell:{var.writer}", f"var:{name}", "write"))
 
     needs: set[tuple[int, int]] = set()
     for ce in history.executions:
@@ -139,14 +149,14 @@ def draw(graph: GraphLayout, path: str | Path, *, title: str = "") -> None:
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
-    fig = Figure()
+    fig = Figure(layout="constrained")
     supported = fig.canvas.get_supported_filetypes()
     if fmt not in supported:
         raise ValueError(f"cannot draw to {path.name}: matplotlib writes {', '.join(sorted(supported))}")
 
     xs = [n.x for n in graph.nodes] or [0.0]
     ys = [n.y for n in graph.nodes] or [0.0]
-    width = min(60.0, max(6.0, 1.1 * (max(xs) - min(xs) + 2)))
+    width = min(60.0, max(4.0, 1.1 * (max(xs) - min(xs) + 2)) + 2.2)  # + the legend
     height = min(40.0, max(3.5, 0.7 * (max(ys) + 3)))
     fig.set_size_inches(width, height)
     ax: Any = fig.add_subplot()
@@ -159,7 +169,8 @@ def draw(graph: GraphLayout, path: str | Path, *, title: str = "") -> None:
         if a is None or b is None:
             continue
         style, colour = styles[edge.kind]
-        bend = 0.25 if edge.kind == "needs" else 0.0
+        # Edges to upper rows bend, so they do not run through the variables below them.
+        bend = 0.25 if edge.kind == "needs" else (0.2 if abs(b.y - a.y) > 1.5 else 0.0)
         ax.annotate("", xy=(b.x, b.y), xytext=(a.x, a.y),
                     arrowprops={"arrowstyle": "-|>", "linestyle": style, "color": colour, "lw": 0.9,
                                 "shrinkA": 9, "shrinkB": 9, "connectionstyle": f"arc3,rad={bend}"})
@@ -171,8 +182,8 @@ def draw(graph: GraphLayout, path: str | Path, *, title: str = "") -> None:
                         va="top", rotation=35, fontsize=7, family="monospace")
         else:
             ax.scatter([n.x], [n.y], marker="o", s=260, c=colour, edgecolors="#333333", zorder=3)
-            ax.annotate(n.label, (n.x, n.y), xytext=(9, 0), textcoords="offset points", ha="left",
-                        va="center", fontsize=8)
+            ax.annotate(n.label, (n.x, n.y), xytext=(0, 9), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=7)
     ax.set_xlim(min(xs) - 1, max(xs) + 1.5)
     ax.set_ylim(-1.6, max(ys) + 0.8)
 
@@ -185,8 +196,7 @@ def draw(graph: GraphLayout, path: str | Path, *, title: str = "") -> None:
         Patch(color=COLOURS["lost"], label="variable not carried"),
         Line2D([], [], ls="--", color=styles["needs"][1], label="needs earlier cell"),
     ]
-    ax.legend(handles=legend, loc="upper left", fontsize=7, frameon=False, bbox_to_anchor=(0.0, 1.0))
+    fig.legend(handles=legend, loc="outside right upper", fontsize=7, frameon=False)
     if title:
         ax.set_title(title, fontsize=9, loc="left")
-    fig.tight_layout()
     fig.savefig(path, format=fmt, dpi=110)

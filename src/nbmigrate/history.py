@@ -7,7 +7,8 @@ Vocabulary (see DESIGN.md):
   CE that wrote it, so ``("x", 4)`` is "x as left by CE 4". A name written before monitoring began
   has version ``PREEXISTING`` (-1): no cell can reproduce it, so it must be stored.
 * A CE *reads* the versions of the names it may have looked at, and *writes* a new version of every
-  name it created, rebound or mutated in place. Worked example::
+  name it created, rebound or mutated in place. A name mutated in place is also read (its new version
+  is built from the old one), even when the cell changed it through an alias. Worked example::
 
       CE 0: xs = [3, 1, 2]          writes xs@0
       CE 1: xs.sort(); n = len(xs)  reads xs@0, writes xs@1 (mutation) and n@1

@@ -21,15 +21,21 @@ def profile_dir(profile: str = "default") -> Path:
 
 
 def _strip(text: str) -> str:
-    out, skipping = [], False
+    """``text`` without its BEGIN...END blocks; a BEGIN whose END was deleted by hand is kept, with
+    everything after it (the user's own settings must never go)."""
+    out: list[str] = []
+    block: list[str] | None = None
     for line in text.splitlines(keepends=True):
         if line.startswith(BEGIN):
-            skipping = True
-        elif skipping and line.startswith(END):
-            skipping = False
-        elif not skipping:
+            out.extend(block or [])  # an earlier BEGIN without END: not a block
+            block = [line]
+        elif block is not None and line.startswith(END):
+            block = None
+        elif block is not None:
+            block.append(line)
+        else:
             out.append(line)
-    return "".join(out)
+    return "".join(out + (block or []))
 
 
 def install(profile: str = "default") -> list[Path]:

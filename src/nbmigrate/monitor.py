@@ -15,7 +15,8 @@ Worked example::
 
     cell 1: a = [1, 2]; d = {"k": a}     writes a@1, d@1 (co-variables: d holds a)
     cell 2: a.append(3)                  reads a@1; a and its co-variable d are re-fingerprinted:
-                                         both changed -> writes a@2 and d@2
+                                         both changed -> writes a@2 and d@2, and reads d@1 too
+                                         (a change in place builds the new version from the old)
 
 Whatever goes wrong inside the monitor is caught: the user's cell always runs (invariant 3), and the
 cell is recorded conservatively (it may have read and written every variable) with a hazard, so the
@@ -59,6 +60,8 @@ class _PendingCell:
     started: float
     t0: float = 0.0
     notes: list[str] = field(default_factory=list)
+    failure: Exception | None = None
+    """Why the analysis before the cell failed: the cell is then recorded conservatively."""
 
 
 def is_own_cell(transformed: str) -> bool:
@@ -103,9 +106,10 @@ class Monitor:
     def start(self) -> None:
         """Register the events and adopt the variables that already exist as pre-existing."""
         install_audit_hook()
-        for name, value in self.user_vars().items():
-            self.history.live.setdefault(name, PREEXISTING)
-            self.fingerprints[name] = fingerprint(value)
+        with FingerprintSession() as session:  # one pass: ids stay comparable across variables
+            for name, value in self.user_vars().items():
+                self.history.live.setdefault(name, PREEXISTING)
+                self.fingerprints[name] = fingerprint(value, session=session)
         self.shell.events.register("pre_run_cell", self.pre_run_cell)
         self.shell.events.register("post_run_cell", self.post_run_cell)
 
@@ -149,27 +153,38 @@ class Monitor:
             )
             self._recorder.start()
             self._pending.t0 = time.perf_counter()
-        except Exception as exc:  # the user's cell must run whatever happens here
+        except Exception as exc:  # the user's cell must run whatever happens here; it is still recorded
             log.warning("nbmigrate: could not analyse the cell before it ran: %r", exc)
-            self._pending = None
+            self._pending = _PendingCell(
+                source=str(getattr(info, "raw_cell", "") or ""), cell_id=getattr(info, "cell_id", None),
+                access=CellAccess(frozenset(), frozenset(), True, (), frozenset()),
+                before=dict.fromkeys(self.history.live, 0), started=time.time(), t0=time.perf_counter(),
+                failure=exc,
+            )
 
     def post_run_cell(self, result: Any) -> None:
         self._depth = max(0, self._depth - 1)
         if self._depth > 0:
             return
         pending, self._pending = self._pending, None
-        if pending is None or self.paused:
+        if pending is None:
             return
         duration = time.perf_counter() - pending.t0
-        activity = self._recorder.stop()
+        activity = self._recorder.stop()  # even if the cell paused monitoring: never leave it running
+        if self.paused:
+            return
         if getattr(result, "error_before_exec", None) is not None:
             return  # the cell never ran (syntax error): nothing happened to record
         raised = getattr(result, "error_in_exec", None)
-        try:
-            ce = self._record(pending, duration, raised, activity)
-        except Exception as exc:
-            log.warning("nbmigrate: monitoring failed for this cell, recording it conservatively: %r", exc)
-            ce = self._record_conservatively(pending, duration, raised, exc)
+        failure = pending.failure
+        if failure is None:
+            try:
+                ce = self._record(pending, duration, raised, activity)
+            except Exception as exc:
+                log.warning("nbmigrate: monitoring failed for this cell, recording it conservatively: %r", exc)
+                failure = exc
+        if failure is not None:
+            ce = self._record_conservatively(pending, duration, raised, failure)
         self.history.executions.append(ce)
 
     # -- recording -------------------------------------------------------------------------------
@@ -197,6 +212,12 @@ class Monitor:
                 if name in written or old is None or changed(old, fp):
                     written.add(name)
                 new_fps[name] = fp
+        # A change in place is read-modify-write: the new version is built from the old one, so the cell
+        # also read the version the name had, even when it changed it only through an alias. Without
+        # that edge a replay could skip the cell that created the alias.
+        for name in written - set(created) - set(rebound):
+            if name in live_before:
+                reads.setdefault(name, live_before[name])
 
         hazards = list(p.access.hazards)
         if raised is not None:

@@ -85,16 +85,29 @@ class Kernel:
         process = getattr(provisioner, "process", None)
         return getattr(process, "pid", None)
 
+    def alive(self) -> bool:
+        """Whether the kernel is running: its process (started here) or its heartbeat (connected)."""
+        if self.manager is not None:
+            return bool(self.manager.is_alive())
+        return bool(self.client.is_alive())
+
     def _messages(self, msg_id: str, timeout: float, what: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """(type, content) of the iopub messages answering ``msg_id``, until the kernel is idle again."""
         deadline = time.monotonic() + timeout
+        dead_checks = 0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"{what} did not finish within {timeout:.0f} s")
             try:
-                msg = self.client.get_iopub_msg(timeout=min(remaining, 5))
+                msg = self.client.get_iopub_msg(timeout=min(remaining, 2))
             except queue.Empty:
+                # A kernel that died (OOM-killed, crashed) never goes idle: notice it instead of waiting
+                # out the timeout. A heartbeat can miss once under load, so it must stay silent a while.
+                dead_checks = dead_checks + 1 if not self.alive() else 0
+                if dead_checks >= 3:
+                    raise KernelError(f"{what} did not finish: the kernel stopped (its process exited or "
+                                      "its heartbeat stopped answering)") from None
                 continue
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue

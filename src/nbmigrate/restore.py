@@ -20,13 +20,19 @@ Order of work, and why:
    replayed cell rebound it on the way.
 6. Drop names that replay created but that were not live at checkpoint time, verify every variable's
    digest against the checkpoint, re-install the history so monitoring continues (A -> B -> C).
+
+With ``partial``, a stored group whose blob is missing or corrupt is recomputed instead when its
+whole lineage can be replayed here (no hazard, inputs available, files unchanged); its digest is
+verified like any recomputed variable. Otherwise its variables are reported missing, by name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from .environment import apply_process_state, check
@@ -56,10 +62,15 @@ class _Restorer:
         self.problems: list[str] = []
         self.failures: list[ReplayFailure] = []
         self.broken: set[str] = set()
+        self.lost: set[str] = set()
+        """Stored variables whose blob could not be read (missing, truncated, corrupt)."""
+        self.recovery: dict[str, set[int]] = {}
+        """Lost variables recomputed instead (``partial``): the cells that recompute each."""
         self.blobs: dict[int, bytearray] = {}
         self.loaded: dict[int, dict[str, Any]] = {}
         self.loaded_bytes = 0
         self.replay_seconds = 0.0
+        self.replayed: list[int] = []
 
     # -- checks before anything runs ---------------------------------------------------------------
     def check_environment(self) -> None:
@@ -90,19 +101,26 @@ class _Restorer:
                 names.extend(g.names)
         return sorted(names)
 
-    def check_files(self) -> set[int]:
-        """Replayed cells whose input files differ here; returns the cells that cannot be replayed."""
+    def file_problems(self, cells: list[int]) -> dict[int, list[str]]:
+        """Per cell of ``cells``, the files it read that are missing or different here."""
         src_cwd = self.manifest.environment.cwd
         here = os.getcwd()
-        bad: set[int] = set()
-        for index in self.manifest.plan.replay:
+        found: dict[int, list[str]] = {}
+        for index in cells:
             for st in self.history.executions[index].files_read:
                 path = rebase(st.path, src_cwd, here)
                 now = stamp(path)
                 if not same_content(st, now):
                     what = "is missing" if now.size < 0 else "differs from the one it read"
-                    self.problems.append(f"cell {index} reads {path}, which {what} here")
-                    bad.add(index)
+                    found.setdefault(index, []).append(f"cell {index} reads {path}, which {what} here")
+        return found
+
+    def check_files(self) -> set[int]:
+        """Replayed cells whose input files differ here; returns the cells that cannot be replayed."""
+        found = self.file_problems(list(self.manifest.plan.replay))
+        for messages in found.values():
+            self.problems.extend(messages)
+        bad = set(found)
         if bad and not self.partial:
             raise RestoreError("cannot replay the cells that recompute some variables:\n"
                                + "\n".join(f"  {p}" for p in self.problems)
@@ -132,6 +150,47 @@ class _Restorer:
                     raise IntegrityError(message) from exc
                 self.problems.append(message)
                 self.broken.update(g.names)
+                self.lost.update(g.names)
+
+    def recover(self) -> set[int]:
+        """Cells to replay so that stored groups lost with their blob are recomputed instead (``partial``).
+
+        A group qualifies when every cell of its lineage can be replayed here: no hazard, no read of a
+        version that only an unusable variable or the time before monitoring holds, input files as
+        they were. Returns those cells; the others stay missing, and the report says why.
+        """
+        cells: set[int] = set()
+        for g in self.manifest.groups:
+            if not (g.stored and self.lost.intersection(g.names)):
+                continue
+            writers = {self.history.live.get(n, PREEXISTING) for n in g.names}
+            need = self.history.lineage(writers)
+            unusable = self.broken - set(g.names)
+            why = "it was set before monitoring began" if PREEXISTING in writers else None
+            for index in sorted(need):
+                if why is not None:
+                    break
+                ce = self.history.executions[index]
+                if ce.hazards or ce.raised:
+                    why = f"cell {index} cannot be replayed ({'; '.join(ce.hazards) or 'raised'})"
+                    break
+                for name, version in ce.reads.items():
+                    live = self.history.live.get(name)
+                    if (version == PREEXISTING and live != PREEXISTING) or (version == live and name in unusable):
+                        why = f"cell {index} reads `{name}`, which cannot be restored"
+                        break
+            files = self.file_problems(sorted(need)) if why is None else {}
+            if files:
+                why = next(iter(files.values()))[0]
+            names = ", ".join(g.names)
+            if why is not None:
+                self.problems.append(f"{names} cannot be recomputed instead: {why}")
+                continue
+            self.problems.append(f"{names} recomputed instead, by replaying cells {sorted(need)}")
+            cells |= need
+            for name in g.names:
+                self.recovery[name] = need
+        return cells
 
     # -- the timeline ----------------------------------------------------------------------------
     def group_values(self, g: GroupRecord) -> dict[str, Any] | None:
@@ -173,12 +232,12 @@ class _Restorer:
 
         ce = self.history.executions[index]
         t = time.perf_counter()
-        with capture_output(display=True):
+        with capture_output(display=True), _quiet_tracebacks(self.shell):
             result = self.shell.run_cell(ce.source, store_history=False, silent=True)
         self.replay_seconds += time.perf_counter() - t
         error = result.error_in_exec or result.error_before_exec
         if error is not None:
-            affected = self.needed_by({index})
+            affected = sorted(set(self.needed_by({index})) | {n for n, c in self.recovery.items() if index in c})
             self.failures.append(ReplayFailure(cell=index, error=f"{type(error).__name__}: {error}",
                                                variables=affected))
             self.broken.update(affected)
@@ -196,13 +255,15 @@ class _Restorer:
         if skip:
             self.broken.update(self.needed_by(skip))
         self.read_blobs()
+        recovered = self.recover() if self.lost else set()
 
         before = set(self.ns)
         injections = sorted(
             [(self.history.live.get(n, PREEXISTING), n) for g in m.groups if g.stored for n in g.names]
             + [(self.history.live.get(b.name, PREEXISTING), b.name) for b in m.modules]
         )
-        replay = sorted(set(m.plan.replay) - skip)
+        replay = sorted((set(m.plan.replay) | recovered) - skip)
+        self.replayed = replay
         self.monitor.paused = True
         try:
             k = 0
@@ -245,7 +306,7 @@ class _Restorer:
                     unverified.append(rec.name)
                 elif fp.digest == rec.digest:
                     verified.append(rec.name)
-                elif rec.stored:
+                elif rec.stored and rec.name not in self.recovery:
                     # Loaded from verified bytes, yet different: the type's own pickling drops state
                     # (e.g. scikit-learn's Bunch discards its __dict__). Reported, not fatal.
                     lossy.append(rec.name)
@@ -261,13 +322,33 @@ class _Restorer:
         loaded = sorted(n for values in self.loaded.values() for n in values)
         return RestoreReport(
             source=self.store.url, loaded=loaded, loaded_bytes=self.loaded_bytes,
-            replayed_cells=sorted(set(self.manifest.plan.replay)), replay_seconds=self.replay_seconds,
+            replayed_cells=sorted(set(self.manifest.plan.replay) | set(self.replayed)),
+            replay_seconds=self.replay_seconds,
             reimported=sorted(b.name for b in self.manifest.modules if b.name in self.ns),
             verified=sorted(verified), unverified=sorted(unverified), mismatched=sorted(mismatched),
             lossy=sorted(lossy),
             missing=sorted(missing), failures=self.failures, problems=self.problems,
             seconds=time.perf_counter() - t0,
         )
+
+
+@contextlib.contextmanager
+def _quiet_tracebacks(shell: Any) -> Iterator[None]:
+    """A replayed cell that raises is reported by the restore (REPLAY FAILED, with its variables).
+
+    ``capture_output`` does not catch tracebacks: a kernel publishes them as an error of the cell that
+    runs ``%restore``, which would look failed even when ``--partial`` restored everything else.
+    """
+    saved = {name: shell.__dict__.get(name) for name in ("showtraceback", "showsyntaxerror")}
+    shell.showtraceback = shell.showsyntaxerror = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                shell.__dict__.pop(name, None)
+            else:
+                setattr(shell, name, value)
 
 
 def _part_from_record(part: Any, data: bytearray) -> Any:

@@ -84,6 +84,15 @@ Trust
 Unpickling runs code. :func:`load_group` must only ever see bytes whose checksums and manifest HMAC
 the store has verified (DESIGN.md, invariant 5).
 
+Objects that are never stored
+-----------------------------
+cloudpickle would store an open text file as a ``StringIO`` holding the whole file, and a
+``memoryview`` as ``bytes``: another type, and no longer tied to the file or buffer. Both are refused
+at dump time, so their groups are recomputed by replaying the cells that made them (closed files are
+rebuilt as closed files). Two things cloudpickle and torch drop are put back: the ``__slots__`` of a
+class defined in the session (cloudpickle sets them after creating the class, where they have no
+effect) and the ``.grad`` of a leaf tensor (torch's reducer leaves it out).
+
 Limits
 ------
 * ndarray subclasses (``np.memmap``, ``np.matrix``, masked arrays), object and ``StringDType``
@@ -464,8 +473,10 @@ class _GroupPickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle s
                 return self._reduce_ndarray(obj)
             if t in self._storage_types:
                 return self._reduce_storage(obj)
-            if t is types.FunctionType or isinstance(obj, type):
+            if t is types.FunctionType:
                 return super().reducer_override(obj)
+            if isinstance(obj, type):
+                return _keep_slots(obj, super().reducer_override(obj))
             if t is _RegionRef:
                 return (_memory_reference, (obj.index,))
             if t is _ScopeEnd:
@@ -475,12 +486,22 @@ class _GroupPickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle s
                 raise _NeedsIntercept
             if t in _FILE_TYPES and obj.closed:
                 return (_closed_file, (t.__name__, obj.name, obj.mode))
+            if t in _FILE_TYPES and obj is not sys.stdout and obj is not sys.stderr:
+                # cloudpickle would store a text file's whole content as a StringIO: another type, a
+                # copy of the file in the checkpoint. Refuse, so the cells that opened it are replayed.
+                raise pickle.PicklingError("an open file is rebuilt by replaying the cell that opened it")
+            if t is memoryview:
+                # cloudpickle's reducer turns a memoryview into bytes: another type, and no longer a
+                # view of the buffer it came from. Refuse, so the group is recomputed instead.
+                raise pickle.PicklingError("a memoryview cannot be pickled as a view of its buffer")
             # What the C pickler would do next, done here so that we see the result.
             reducer = self._dispatch_get(t)
             rv = reducer(obj) if reducer is not None else obj.__reduce_ex__(_PROTOCOL)
             if isinstance(rv, str):
                 self._check_global(obj, rv)
                 return rv
+            if self._torch is not None and type(rv) is tuple and len(rv) == 2 and isinstance(obj, self._torch.Tensor):
+                rv = _keep_grad(obj, rv)
             if self._pandas_depth == 0 and type(rv) is tuple and self._pandas_type(t):
                 return self._enter_pandas(rv)
             return rv
@@ -550,6 +571,38 @@ class _GroupPickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle s
         if untyped.device.type != "cpu":
             return NotImplemented
         return (_rebuild_typed_storage, (untyped, s.dtype))
+
+
+def _keep_grad(tensor: Any, rv: tuple[Any, Any]) -> tuple[Any, Any]:
+    """torch's reducer drops ``.grad``: carry a leaf tensor's gradient along (``opt.step()`` reads it)."""
+    if not (tensor.is_leaf and tensor.requires_grad) or tensor.grad is None:
+        return rv
+    return (_rebuild_with_grad, (rv[0], rv[1], tensor.grad))
+
+
+def _rebuild_with_grad(func: Callable[..., Any], args: tuple[Any, ...], grad: Any) -> Any:
+    tensor = func(*args)
+    tensor.grad = grad
+    return tensor
+
+
+def _keep_slots(cls: type, rv: Any) -> Any:
+    """Give a class pickled by value its ``__slots__`` back at creation time.
+
+    cloudpickle (3.1) creates the class from ``type_kwargs`` (``__module__`` only) and sets the rest
+    of its namespace afterwards, when ``__slots__`` no longer has any effect: instances of the rebuilt
+    class get a ``__dict__`` and the slot descriptors are gone.
+    """
+    slots = cls.__dict__.get("__slots__")
+    # tuple subclasses (namedtuples) only ever have empty slots, and typing.NamedTuple refuses them
+    if slots is None or issubclass(cls, tuple):
+        return rv
+    if not (type(rv) is tuple and len(rv) >= 2 and rv[0] is cloudpickle.cloudpickle._make_skeleton_class
+            and type(rv[1]) is tuple and len(rv[1]) >= 4 and isinstance(rv[1][3], dict)):
+        return rv
+    args = list(rv[1])
+    args[3] = {**args[3], "__slots__": slots}
+    return (rv[0], tuple(args), *rv[2:])
 
 
 class _InterceptingPickler(_GroupPickler):

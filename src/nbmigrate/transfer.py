@@ -126,9 +126,7 @@ class _Location:
             self.fs.invalidate_cache(self.path(name).rsplit("/", 1)[0])
         try:
             return int(self.fs.size(self.path(name)))
-        except FileNotFoundError:
-            return None
-        except Exception:
+        except Exception:  # FileNotFoundError, or a backend that cannot tell: copy it again
             return None
 
     def remove_quietly(self, name: str) -> None:
@@ -420,6 +418,11 @@ def migrate(
                     progress("copy", done, total)
 
             src_scratch, dst_scratch = scratch
+            if _Location(src_scratch.client_url, src_scratch.client_options).size_or_none(MANIFEST_NAME) is None:
+                raise StoreError(
+                    f"{source_label} wrote its checkpoint to {src_scratch.kernel_url}, but this machine does not "
+                    "see it there: the kernel does not share this machine's files (a remote kernel reached "
+                    "through forwarded ports?); migrate via a store both kernels reach (--via URL)")
             transfer = copy_checkpoint(src_scratch.client_url, dst_scratch.client_url,
                                        source_options=src_scratch.client_options,
                                        destination_options=dst_scratch.client_options, progress=on_copy)

@@ -20,7 +20,7 @@ Regenerating the docs (after ``pytest tests/kernel/test_coverage_matrix.py``)::
 
     python -m tests.kernel.coverage_cases --write-docs [--results DIR] [--out docs/supported.md]
 
-``--results`` defaults to the folder the last pytest run wrote (``<basetemp>/coverage-matrix``).
+``--results`` defaults to the newest ``<basetemp>/coverage-matrix`` folder a pytest run wrote.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Family:
     """Files written into the kernels' working directory before kernel A starts."""
 
 
-def C(kind: str, var: str, create: str, mutate: str, check: str, **kw: Any) -> Case:  # noqa: N802
+def C(kind: str, var: str, create: str, mutate: str, check: str, **kw: Any) -> Case:
     return Case(kind, var, create.strip("\n"), mutate.strip("\n"), check, **kw)
 
 
@@ -115,7 +115,9 @@ NUMPY = Family("numpy", "NumPy", "import numpy as np", (
     C("masked array", "a_ma", "a_ma = np.ma.masked_array([1, 2, 3], mask=[0, 1, 0])",
       "a_ma[0] = np.ma.masked\na_ma.fill_value = -9", "(a_ma.tolist(), a_ma.mask.tolist(), int(a_ma.fill_value))"),
     C("memmap (file in cwd)", "a_mm", "a_mm = np.memmap('mm.dat', dtype='float32', mode='r+', shape=(4,))",
-      "a_mm[:] = [1, 2, 3, 4]", "(type(a_mm).__name__, a_mm.tolist())"),
+      "a_mm[:] = [1, 2, 3, 4]", "(type(a_mm).__name__, a_mm.tolist())",
+      xfail="stored as an in-memory copy no longer backed by its file (the restore reports it as changed by its "
+            "own pickling); it cannot be replayed either, since the session wrote the file after opening it"),
     C("0-d array", "a_0d", "a_0d = np.array(3.5)", "a_0d[()] = 7.25", "(a_0d.item(), a_0d.shape)"),
     C("empty array reshaped in place", "a_empty", "a_empty = np.zeros((0, 3))", "a_empty.shape = (3, 0)",
       "a_empty.shape"),
@@ -140,9 +142,11 @@ PANDAS = Family("pandas", "pandas", "import numpy as np\nimport pandas as pd", (
       "df_mi[('b', 'z')] = [7, 8]", "(df_mi.columns.tolist(), df_mi.values.tolist())"),
     C("DataFrame, default str dtype", "df_str", "df_str = pd.DataFrame({'s': ['x', 'y'], 'n': [1.5, None]})",
       "df_str.loc[0, 's'] = 'zz'", "(df_str.astype(object).values.tolist(), df_str.dtypes.astype(str).tolist())"),
-    C("Series", "ser", "ser = pd.Series([1.5, 2.5], index=['p', 'q'], name='s')", "ser['p'] = -1.0\nser.name = 'renamed'",
+    C("Series", "ser", "ser = pd.Series([1.5, 2.5], index=['p', 'q'], name='s')", "ser['p'] = -1.0\n"
+      "ser.name = 'renamed'",
       "(ser.to_dict(), ser.name)"),
-    C("Index", "idx", "idx = pd.Index([3, 1, 2], name='i')", "idx.name = 'j'", "(idx.tolist(), idx.name, str(idx.dtype))"),
+    C("Index", "idx", "idx = pd.Index([3, 1, 2], name='i')", "idx.name = 'j'",
+      "(idx.tolist(), idx.name, str(idx.dtype))"),
     C("MultiIndex", "midx", "midx = pd.MultiIndex.from_product([['a', 'b'], [1, 2]], names=['l', 'n'])",
       "midx.names = ['L', 'N']", "(midx.tolist(), list(midx.names))"),
     C("Categorical", "cat", "cat = pd.Categorical(['lo', 'hi', 'lo'], categories=['lo', 'hi'], ordered=True)",
@@ -156,7 +160,7 @@ PANDAS = Family("pandas", "pandas", "import numpy as np\nimport pandas as pd", (
     C("Timestamp (tz)", "stamp", "stamp = pd.Timestamp('2024-05-01 12:00', tz='UTC')",
       "stamp = stamp + pd.Timedelta(hours=1)", "stamp.isoformat()", mutation=REBIND),
     C("Interval Series", "ivs", "ivs = pd.Series(pd.arrays.IntervalArray.from_breaks([0, 1, 2]))",
-      "ivs.iloc[0] = pd.Interval(0, 0.5)", "(ivs.astype(str).tolist(), str(ivs.dtype))"),
+      "ivs.iloc[0] = pd.Interval(5, 6)", "(ivs.astype(str).tolist(), str(ivs.dtype))"),
     C("IntervalIndex", "ivi", "ivi = pd.interval_range(0, 3, name='bins')", "ivi.name = 'b'",
       "(ivi.astype(str).tolist(), ivi.closed, ivi.name)"),
     C("PeriodIndex", "per", "per = pd.period_range('2024-01', periods=3, freq='M')", "per.name = 'month'",
@@ -171,8 +175,8 @@ PANDAS = Family("pandas", "pandas", "import numpy as np\nimport pandas as pd", (
       "gdf.loc[0, 'v'] = 100", "(gb.sum().to_dict(), gb.ngroups)",
       note="mutated through the DataFrame it groups"),
     C("Series from a DataFrame column", "col", "frame = pd.DataFrame({'u': [1.0, 2.0]})\ncol = frame['u']",
-      "frame.loc[0, 'u'] = 9.0", "(col.tolist(), frame['u'].tolist())",
-      note="copy-on-write: the column keeps the old value"),
+      "col.iloc[1] = -2.0", "(col.tolist(), frame['u'].tolist())",
+      note="copy-on-write: writing the Series leaves the DataFrame unchanged"),
 ))
 
 
@@ -188,7 +192,9 @@ SCIPY = Family("scipy", "SciPy sparse", "import numpy as np\nimport scipy.sparse
     C("csr_array", "a_csr", "a_csr = sp.csr_array(np.eye(3))", "a_csr.data[1] = -1",
       "(type(a_csr).__name__, a_csr.toarray().tolist())"),
     C("dok_array", "a_dok", "a_dok = sp.dok_array((2, 2))", "a_dok[0, 1] = 3",
-      "(type(a_dok).__name__, sorted(a_dok.items()))"),
+      "(type(a_dok).__name__, sorted(a_dok.items()))",
+      xfail="scipy's own pickling also copies the entries into dok's unused dict base: same values, different "
+            "digest when stored (the restore reports it as changed by its own pickling)"),
     C("sparse view sharing data", "m_shared", "m_src = sp.csr_matrix(np.eye(2))\nm_shared = sp.csr_matrix(\n"
       "    (m_src.data, m_src.indices, m_src.indptr), shape=m_src.shape, copy=False)",
       "m_src.data[0] = 7", "(m_shared.toarray().tolist(), np.shares_memory(m_src.data, m_shared.data))"),
@@ -196,7 +202,8 @@ SCIPY = Family("scipy", "SciPy sparse", "import numpy as np\nimport scipy.sparse
 
 
 ML = Family("ml", "scikit-learn, statsmodels",
-            "import numpy as np\nimport pandas as pd\nimport statsmodels.api as sm\nimport statsmodels.formula.api as smf\n"
+            "import numpy as np\nimport pandas as pd\nimport statsmodels.api as sm\n"
+            "import statsmodels.formula.api as smf\n"
             "from sklearn.ensemble import RandomForestClassifier\n"
             "from sklearn.linear_model import LinearRegression, LogisticRegression\n"
             "from sklearn.pipeline import make_pipeline\nfrom sklearn.preprocessing import StandardScaler\n"
@@ -207,7 +214,8 @@ ML = Family("ml", "scikit-learn, statsmodels",
     C("fitted Pipeline", "pipe", "pipe = make_pipeline(StandardScaler(), LogisticRegression()).fit(X_ml, y_cls)",
       "pipe.set_params(logisticregression__C=0.1).fit(X_ml, y_cls)",
       "(pipe.predict_proba(X_ml[:3]).round(8).tolist(), pipe.get_params()['logisticregression__C'])"),
-    C("StandardScaler (partial_fit)", "scaler", "scaler = StandardScaler().fit(X_ml)", "scaler.partial_fit(X_ml[:5] + 10)",
+    C("StandardScaler (partial_fit)", "scaler", "scaler = StandardScaler().fit(X_ml)",
+      "scaler.partial_fit(X_ml[:5] + 10)",
       "(scaler.mean_.round(10).tolist(), int(scaler.n_samples_seen_))"),
     C("RandomForestClassifier (warm start)", "forest",
       "forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X_ml, y_cls)",
@@ -222,24 +230,30 @@ ML = Family("ml", "scikit-learn, statsmodels",
 
 
 PLOTS = Family("plots", "matplotlib, networkx",
-               "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nimport numpy as np\n"
-               "import networkx as nx\nimport hashlib", (
-    C("matplotlib Figure", "fig", "fig = plt.figure(figsize=(4, 3), dpi=50)", "fig.set_size_inches(5, 2)\nfig.suptitle('S')",
+               "import hashlib\nimport io\nimport matplotlib.pyplot as plt\nimport networkx as nx\n"
+               "import numpy as np", (
+    C("matplotlib Figure", "fig", "fig = plt.figure(figsize=(4, 3), dpi=50)", "fig.set_size_inches(5, 2)\n"
+      "fig.suptitle('S')",
       "(fig.get_size_inches().tolist(), fig.get_suptitle(), len(fig.axes))"),
     C("matplotlib Axes", "ax", "ax = fig.add_subplot()", "ax.set_title('T')\nax.set_xlim(0, 10)",
       "(ax.get_title(), ax.get_xlim(), ax.figure is fig)"),
-    C("matplotlib Line2D", "line", "line, = ax.plot([1, 2, 3], [4, 5, 6])", "line.set_ydata([6, 5, 4])\nline.set_color('red')",
+    C("matplotlib Line2D", "line", "line, = ax.plot([1, 2, 3], [4, 5, 6])", "line.set_ydata([6, 5, 4])\n"
+      "line.set_color('red')",
       "(np.asarray(line.get_ydata(), dtype=float).tolist(), line.get_color(), line.axes is ax)"),
     C("matplotlib AxesImage", "im", "fig2, ax2 = plt.subplots(figsize=(2, 2), dpi=40)\nim = ax2.imshow(np.eye(3))",
-      "im.set_data(np.ones((3, 3)) * 0.5)\nim.set_cmap('gray')", "(np.asarray(im.get_array()).tolist(), im.get_cmap().name)"),
+      "im.set_data(np.ones((3, 3)) * 0.5)\nim.set_cmap('gray')",
+      "(np.asarray(im.get_array()).tolist(), im.get_cmap().name)"),
     C("rendered figure pixels", "fig3", "fig3, ax3 = plt.subplots(figsize=(2, 2), dpi=30)\nax3.plot([0, 1], [0, 1])",
       "ax3.plot([0, 1], [1, 0], color='k')",
-      "(fig3.canvas.draw(), hashlib.sha256(bytes(fig3.canvas.buffer_rgba())).hexdigest())[1]"),
-    C("networkx Graph", "G", "G = nx.Graph()\nG.add_edges_from([(1, 2), (2, 3)])", "G.add_edge(3, 4, weight=2.5)\nG.nodes[1]['color'] = 'red'",
+      "hashlib.sha256((lambda b: (fig3.savefig(b, format='rgba'), b.getvalue())[1])(io.BytesIO())).hexdigest()"),
+    C("networkx Graph", "G", "G = nx.Graph()\nG.add_edges_from([(1, 2), (2, 3)])", "G.add_edge(3, 4, weight=2.5)\n"
+      "G.nodes[1]['color'] = 'red'",
       "(sorted(G.edges(data=True)), sorted(G.nodes(data=True)))"),
-    C("networkx DiGraph", "DG", "DG = nx.DiGraph([(1, 2), (2, 3)])", "DG.remove_edge(1, 2)\nDG.add_edge(3, 1)\nDG.graph['name'] = 'd'",
-      "(sorted(DG.edges()), DG.graph, list(nx.topological_sort(nx.DiGraph(DG.edges()))) if nx.is_directed_acyclic_graph(DG) else 'cyclic')"),
-    C("networkx MultiGraph", "MG", "MG = nx.MultiGraph()\nMG.add_edge('a', 'b', key=0)", "MG.add_edge('a', 'b', key=1, w=3)",
+    C("networkx DiGraph", "DG", "DG = nx.DiGraph([(1, 2), (2, 3)])", "DG.remove_edge(1, 2)\nDG.add_edge(3, 1)\n"
+      "DG.graph['name'] = 'd'",
+      "(sorted(DG.edges()), DG.graph, nx.is_directed_acyclic_graph(DG), sorted(nx.simple_cycles(DG)))"),
+    C("networkx MultiGraph", "MG", "MG = nx.MultiGraph()\nMG.add_edge('a', 'b', key=0)",
+      "MG.add_edge('a', 'b', key=1, w=3)",
       "sorted(MG.edges(keys=True, data=True))"),
 ))
 
@@ -279,7 +293,9 @@ TORCH = Family("torch", "PyTorch", "import numpy as np\nimport torch", (
     C("bfloat16 tensor", "t_bf16", "t_bf16 = torch.ones(3, dtype=torch.bfloat16)", "t_bf16.mul_(1.5)",
       "(t_bf16.float().tolist(), str(t_bf16.dtype))"),
     C("tensor view", "t_view", "t_base = torch.zeros(4, 4)\nt_view = t_base[1]", "t_view.fill_(3)",
-      "(t_base.sum().item(), t_view.tolist(), t_view.data_ptr() - t_base.data_ptr(), t_view._base is t_base)"),
+      "(t_base.sum().item(), t_view.tolist(), t_view.data_ptr() - t_base.data_ptr(),\n"
+      " t_view.untyped_storage().data_ptr() == t_base.untyped_storage().data_ptr())",
+      note="storage shared; `t_view._base` (autograd's view link) is not restored"),
     C("tensor from numpy (shared)", "t_np", "np_src = np.arange(3.0)\nt_np = torch.from_numpy(np_src)",
       "np_src[0] = 7", "(t_np.tolist(), np.shares_memory(np_src, t_np.numpy()))"),
     C("nn.Parameter", "param", "param = torch.nn.Parameter(torch.ones(2))",
@@ -297,7 +313,8 @@ TORCH = Family("torch", "PyTorch", "import numpy as np\nimport torch", (
     C("LR scheduler", "sched",
       "opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)\n"
       "sched = torch.optim.lr_scheduler.StepLR(opt2, step_size=1, gamma=0.5)",
-      "opt2.step()\nsched.step()", "(sched.get_last_lr(), opt2.param_groups[0]['lr'], sched.last_epoch, sched.optimizer is opt2)"),
+      "opt2.step()\nsched.step()",
+      "(sched.get_last_lr(), opt2.param_groups[0]['lr'], sched.last_epoch, sched.optimizer is opt2)"),
     C("torch.Generator", "tgen", "tgen = torch.Generator().manual_seed(1)", "torch.rand(2, generator=tgen);",
       "torch.rand(2, generator=tgen).tolist()"),
 ))
@@ -310,7 +327,8 @@ STDLIB = Family("stdlib", "standard library values",
       "when = when.replace(year=2028)", "when.isoformat()", mutation=REBIND),
     C("date", "day", "day = dt.date(2024, 1, 31)", "day += dt.timedelta(days=1)", "day.isoformat()", mutation=REBIND),
     C("timedelta", "span", "span = dt.timedelta(hours=1)", "span *= 3", "span.total_seconds()", mutation=REBIND),
-    C("timezone", "tz", "tz = dt.timezone(dt.timedelta(hours=5, minutes=30), 'IST')", "tz = dt.timezone(-dt.timedelta(hours=3))",
+    C("timezone", "tz", "tz = dt.timezone(dt.timedelta(hours=5, minutes=30), 'IST')",
+      "tz = dt.timezone(-dt.timedelta(hours=3))",
       "(tz.tzname(None), str(tz.utcoffset(None)))", mutation=REBIND),
     C("zoneinfo.ZoneInfo", "zone", "zone = zoneinfo.ZoneInfo('Europe/Paris')", "zone = zoneinfo.ZoneInfo('Asia/Tokyo')",
       "(zone.key, str(dt.datetime(2024, 7, 1, tzinfo=zone).utcoffset()))", mutation=REBIND),
@@ -334,10 +352,12 @@ STDLIB = Family("stdlib", "standard library values",
     C("namedtuple (session class)", "pt", "Point = collections.namedtuple('Point', 'x y')\npt = Point(1, 2)",
       "pt = pt._replace(x=10)", "(repr(pt), pt._fields, type(pt) is Point)", mutation=REBIND),
     C("dataclass", "rec",
-      "@dataclasses.dataclass\nclass Rec:\n    name: str\n    tags: list = dataclasses.field(default_factory=list)\n\n\n"
+      "@dataclasses.dataclass\nclass Rec:\n    name: str\n"
+      "    tags: list = dataclasses.field(default_factory=list)\n\n\n"
       "rec = Rec('r')", "rec.tags.append('new')\nrec.name = 'R'", "(repr(rec), rec == Rec('R', ['new']))"),
     C("frozen dataclass", "fz",
-      "@dataclasses.dataclass(frozen=True)\nclass Frozen:\n    x: int\n    items: tuple = ()\n\n\nfz = Frozen(1, (1, 2))",
+      "@dataclasses.dataclass(frozen=True)\nclass Frozen:\n    x: int\n    items: tuple = ()\n\n\n"
+      "fz = Frozen(1, (1, 2))",
       "object.__setattr__(fz, 'x', 2)", "(repr(fz), hash(fz) == hash(Frozen(2, (1, 2))))",
       note="mutated with object.__setattr__"),
     C("Enum member", "color", "class Color(enum.Enum):\n    RED = 1\n    GREEN = 2\n\n\ncolor = Color.RED",
@@ -346,7 +366,8 @@ STDLIB = Family("stdlib", "standard library values",
       "perm |= Perm.W", "(repr(perm), int(perm), Perm.W in perm)", mutation=REBIND),
     C("pathlib.Path", "path", "path = pathlib.Path('data') / 'file.csv'", "path = path.with_suffix('.parquet')",
       "(str(path), type(path).__name__)", mutation=REBIND),
-    C("re.Pattern", "pat", "pat = re.compile(r'(\\w+)@(\\w+)\\.com', re.I)", "pat = re.compile(pat.pattern + '$', pat.flags)",
+    C("re.Pattern", "pat", "pat = re.compile(r'(\\w+)@(\\w+)\\.com', re.I)",
+      "pat = re.compile(pat.pattern + '$', pat.flags)",
       "(pat.pattern, pat.flags, bool(pat.search('x@y.COM')))", mutation=REBIND),
     C("re.Match", "match", "match = pat.search('mail: Bob@Example.com')", "match = re.search(r'\\d+', 'abc 123 def')",
       "(match.group(0), match.span(), match.re.pattern)", mutation=REBIND),
@@ -389,24 +410,30 @@ RUNTIME = Family("runtime", "standard library runtime objects",
       "def power(base, exp):\n    return base ** exp\n\n\npow2 = functools.partial(power, exp=2)",
       "pow2.keywords['exp'] = 3", "(pow2(2), pow2.keywords)"),
     C("functools.lru_cache function", "sq", "@functools.lru_cache\ndef sq(n):\n    return n * n\n\n\nsq(3)",
-      "sq(4)\nsq(3)", "tuple(sq.cache_info())"),
+      "sq(4)\nsq(3)", "tuple(sq.cache_info())",
+      xfail="calls are not mutations: the cache is not tracked, so after a restore the function returns the "
+            "same values but cache_info() differs (the cache refills lazily)"),
     C("function with mutable default", "append_to",
       "def append_to(x, bucket=[]):\n    bucket.append(x)\n    return bucket\n\n\nappend_to(1)", "append_to(2)",
       "append_to.__defaults__"),
     C("function attribute", "tally", "def tally():\n    return tally.calls\n\n\ntally.calls = 0", "tally.calls += 1",
       "tally()"),
     C("closure over a list", "acc",
-      "def make_acc():\n    total = [0]\n\n    def add(v):\n        total[0] += v\n        return total[0]\n    return add\n\n\n"
+      "def make_acc():\n    total = [0]\n\n    def add(v):\n        total[0] += v\n        return total[0]\n"
+      "    return add\n\n\n"
       "acc = make_acc()", "acc(5)", "acc(0)"),
     C("closure over nonlocal int", "inc",
-      "def make_counter():\n    n = 0\n\n    def bump():\n        nonlocal n\n        n += 1\n        return n\n    return bump\n\n\n"
+      "def make_counter():\n    n = 0\n\n    def bump():\n        nonlocal n\n        n += 1\n        return n\n"
+      "    return bump\n\n\n"
       "inc = make_counter()", "inc()", "inc()"),
     C("session class instance", "acct",
-      "class Account:\n    def __init__(self):\n        self.balance = 0\n\n    def deposit(self, v):\n        self.balance += v\n\n\n"
+      "class Account:\n    def __init__(self):\n        self.balance = 0\n\n    def deposit(self, v):\n"
+      "        self.balance += v\n\n\n"
       "acct = Account()", "acct.deposit(10)", "(acct.balance, type(acct).__qualname__, isinstance(acct, Account))"),
     C("session class (class attribute)", "Config", "class Config:\n    level = 1", "Config.level = 2", "Config.level"),
     C("class with __slots__", "slotted",
-      "class Slotted:\n    __slots__ = ('a', 'b')\n\n    def __init__(self):\n        self.a = 1\n\n\nslotted = Slotted()",
+      "class Slotted:\n    __slots__ = ('a', 'b')\n\n    def __init__(self):\n        self.a = 1\n\n\n"
+      "slotted = Slotted()",
       "slotted.b = [2]\nslotted.a = 5", "(slotted.a, slotted.b, hasattr(slotted, '__dict__'))"),
     C("weakref.ref", "wref", "class Target:\n    pass\n\n\ntarget = Target()\ntarget.v = 1\nwref = weakref.ref(target)",
       "target.v = 2", "(wref() is target, wref().v)", note="mutated through its referent"),
@@ -425,17 +452,22 @@ RUNTIME = Family("runtime", "standard library runtime objects",
       "(rlock._is_owned(), re.search(r'count=(\\d+)', repr(rlock)).group(1))"),
     C("threading.Event (set)", "event", "event = threading.Event()", "event.set()", "event.is_set()"),
     C("threading.Semaphore", "sem", "sem = threading.Semaphore(3)", "sem.acquire()", "sem._value"),
-    C("queue.Queue", "jobs", "jobs = queue.Queue()", "jobs.put('a')\njobs.put('b')", "(jobs.qsize(), jobs.get_nowait())"),
+    C("queue.Queue", "jobs", "jobs = queue.Queue()", "jobs.put('a')\njobs.put('b')",
+      "(jobs.qsize(), jobs.get_nowait())"),
     C("sqlite3 connection", "conn", "conn = sqlite3.connect(':memory:')\nconn.execute('create table t (x int)')",
-      "conn.execute('insert into t values (1), (2), (3)')\nconn.commit()", "conn.execute('select sum(x) from t').fetchone()"),
-    C("sqlite3 cursor (mid-iteration)", "cur", "cur = conn.cursor()", "cur.execute('select x from t order by x')\ncur.fetchone()",
+      "conn.execute('insert into t values (1), (2), (3)')\nconn.commit()",
+      "conn.execute('select sum(x) from t').fetchone()"),
+    C("sqlite3 cursor (mid-iteration)", "cur", "cur = conn.cursor()", "cur.execute('select x from t order by x')\n"
+      "cur.fetchone()",
       "cur.fetchall()"),
     C("open text file (read position)", "ftext", "ftext = open('lines.txt')", "ftext.readline()",
       "(ftext.readline(), ftext.tell())"),
-    C("open binary file (seeked)", "fbin", "fbin = open('blob.bin', 'rb')", "fbin.seek(3)", "(fbin.read(2), fbin.tell())"),
+    C("open binary file (seeked)", "fbin", "fbin = open('blob.bin', 'rb')", "fbin.seek(3)",
+      "(fbin.read(2), fbin.tell())"),
     C("file opened for append", "flog", "flog = open('log.txt', 'a')", "flog.write('entry\\n')\nflog.flush()",
       "(flog.tell(), flog.mode)",
-      xfail="replay re-runs the write, so the file gets the line twice (nbmigrate does not carry files)"),
+      xfail="not carried: a file open for writing cannot be pickled, and replaying the cells would write "
+            "the file again; the checkpoint refuses it by name (--best-effort carries the rest)"),
     C("socket pair", "sock_a", "sock_a, sock_b = socket.socketpair()", "sock_a.setblocking(False)",
       "(sock_a.getblocking(), sock_a.family.name)"),
 ), files={"lines.txt": b"first\nsecond\nthird\n", "blob.bin": bytes(range(16))})
@@ -460,7 +492,14 @@ def check_unique() -> None:
 # -- docs ------------------------------------------------------------------------------------------
 
 def default_results_dir() -> Path:
-    return Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}" / "pytest-current" / RESULTS_DIRNAME
+    """The newest ``<basetemp>/coverage-matrix`` of this user's pytest runs.
+
+    Not ``pytest-current``: any other pytest run moves that link. pytest keeps only its last three
+    base folders, so to keep results around run ``pytest --basetemp DIR`` and pass ``--results``.
+    """
+    base = Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
+    found = sorted(base.glob(f"pytest-*/{RESULTS_DIRNAME}"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else base / "pytest-current" / RESULTS_DIRNAME
 
 
 def load_results(folder: Path) -> list[dict[str, Any]]:
