@@ -40,7 +40,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -306,6 +306,19 @@ class StreamingHandle(KernelHandle, Protocol):
     def scratch(self) -> AbstractContextManager[Scratch]: ...
 
 
+@runtime_checkable
+class ArchiveHandle(KernelHandle, Protocol):
+    """A kernel of a Jupyter server with the nbmigrate extension: its checkpoints go to the server's store
+    (a checkpoint without ``url`` answers with a ``name``), and :meth:`send_checkpoint` streams one
+    from that store into another such server's store as a tar archive, through this process only.
+
+    :class:`nbmigrate.server.client.RestKernelHandle` satisfies it (``migrate`` without --via).
+    """
+
+    def send_checkpoint(self, name: str, target: Any, *,
+                        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]: ...
+
+
 class LocalKernel:
     """A kernel on this machine reached through its connection file (a :class:`StreamingHandle`).
 
@@ -380,11 +393,17 @@ def _reply(get: Any, msg_id: str, wait: float) -> bool:
 
 
 @contextlib.contextmanager
-def connect(address: KernelAddress, *, timeout: float = 10) -> Iterator[KernelHandle]:
+def connect(address: KernelAddress, *, timeout: float = 10, path: str | None = None) -> Iterator[KernelHandle]:
     """A handle on the kernel at ``address``, released on exit (the kernel keeps running).
 
-    Raises :class:`AddressError` if nothing answers there within ``timeout`` seconds.
+    ``path`` (a notebook's path relative to the server's root) is only for an address naming a server
+    without a kernel: the new kernel is started in that notebook's session. Raises
+    :class:`AddressError` if nothing answers there within ``timeout`` seconds, or for a ``path`` given
+    with any other address.
     """
+    if path is not None and not (isinstance(address, RestKernel) and address.kernel_id is None):
+        raise AddressError(f"--path {path}: a notebook path only goes with a server URL (a new kernel is started "
+                           f"in that notebook's session there), not with the kernel {address}")
     if isinstance(address, RestKernel):
         try:
             rest = importlib.import_module("nbmigrate.server.client")
@@ -395,7 +414,7 @@ def connect(address: KernelAddress, *, timeout: float = 10) -> Iterator[KernelHa
                 f"{address}: REST kernels need the nbmigrate server extension on that server, and its "
                 "client (nbmigrate.server.client) here, which this nbmigrate does not have; use the "
                 "kernel's connection file instead") from None
-        with rest.connect(address, timeout=timeout) as handle:
+        with rest.connect(address, timeout=timeout, path=path) as handle:
             yield handle
         return
 

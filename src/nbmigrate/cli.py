@@ -293,6 +293,9 @@ def _same_kernel(a: KernelAddress, b: KernelAddress) -> bool:
 @click.option("--to", "target", required=True, metavar="KERNEL", help="The kernel to move the session into.")
 @click.option("--via", "via", metavar="STORE_URL",
               help="A store both kernels reach; without it the checkpoint is streamed through this machine.")
+@click.option("--path", "notebook_path", metavar="NOTEBOOK",
+              help="With --to a server URL: start the new kernel in the session of this notebook (a path "
+                   "relative to the server's root), so it runs in the notebook's folder.")
 @click.option("--shutdown-source", is_flag=True,
               help="Shut the source kernel down once the target verified every variable.")
 @best_effort_option
@@ -302,12 +305,14 @@ def _same_kernel(a: KernelAddress, b: KernelAddress) -> bool:
 @partial_option
 @json_option
 @verbose_option
-def migrate(source: str, target: str, via: str | None, shutdown_source: bool, best_effort: bool,
-            bandwidth: float | None, prefer: str, trust: bool, partial: bool, as_json: bool, verbose: bool) -> None:
+def migrate(source: str, target: str, via: str | None, notebook_path: str | None, shutdown_source: bool,
+            best_effort: bool, bandwidth: float | None, prefer: str, trust: bool, partial: bool, as_json: bool,
+            verbose: bool) -> None:
     """Move the session of KERNEL into another kernel, verified.
 
     Checkpoints KERNEL, moves the checkpoint (through --via, or streamed through this machine in
-    temporary folders that are removed afterwards), restores it into the target and verifies every
+    temporary folders that are removed afterwards; between two Jupyter servers, from the source
+    server's checkpoint store into the target server's), restores it into the target and verifies every
     variable against its checkpoint digest. A kernel managed by a Jupyter server restarts when it is
     shut down behind the server's back: give such a source by its server URL to use --shutdown-source.
 
@@ -315,6 +320,7 @@ def migrate(source: str, target: str, via: str | None, shutdown_source: bool, be
     Examples:
       nbmigrate migrate kernel-1234.json --to kernel-5678.json --shutdown-source
       nbmigrate migrate kernel-1234.json --to kernel-5678.json --via s3://bucket/moves/1
+      nbmigrate migrate 'http://a:8888/api/kernels/ID?token=T' --to 'http://b:8888/?token=U' --path nb.ipynb
     """
     from .transfer import migrate as run_migration
 
@@ -328,10 +334,10 @@ def migrate(source: str, target: str, via: str | None, shutdown_source: bool, be
                                "use a folder, an object store, or no --via")
         with contextlib.ExitStack() as stack:
             a = stack.enter_context(connect(src, timeout=CONNECT_TIMEOUT))
-            b = stack.enter_context(connect(dst, timeout=CONNECT_TIMEOUT))
+            b = stack.enter_context(connect(dst, timeout=CONNECT_TIMEOUT, path=notebook_path))
             bars = stack.enter_context(ProgressBars())
             report = run_migration(a, b, via=None if store is None else store.url, source_label=str(src),
-                                   target_label=str(dst), bandwidth=bandwidth, prefer=prefer,
+                                   target_label=str(getattr(b, "url", None) or dst), bandwidth=bandwidth, prefer=prefer,
                                    best_effort=best_effort, trust=trust, partial=partial,
                                    shutdown_source=shutdown_source, progress=bars)
     if as_json:

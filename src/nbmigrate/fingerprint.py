@@ -1538,18 +1538,14 @@ class _Walker:
     # ---------------------------------------------------------------- pyarrow
 
     def _arrow_spans(self, arrays: Sequence[Any]) -> None:
-        # Arrow buffers are immutable: two values over one buffer can never see each other's writes,
-        # so the sharing is not aliasing (and pickling may or may not keep it). Only mutable memory
-        # that an Arrow buffer wraps (pa.py_buffer over a bytearray/ndarray) is worth linking.
-        pa = sys.modules["pyarrow"]
-        if not any(getattr(b, "is_mutable", False) for c in arrays for b in c.buffers() if b is not None):
-            return
-        for c in arrays:
-            for b in c.buffers():
-                if b is not None and b.size and b.is_cpu:
-                    self._span(b.address, b.address + b.size)
-            if pa.types.is_dictionary(c.type):
-                self._arrow_spans([c.dictionary])
+        """Arrow memory is never recorded as shared.
+
+        Arrow arrays are immutable: two values over one buffer cannot see each other's writes, so the
+        sharing is not aliasing, and pickling may or may not keep it (a Table and its RecordBatches
+        come back over separate buffers). The one observable case, an Arrow array wrapping a numpy
+        array that the session then writes to, is not tracked.
+        """
+        return
 
     def _arrow_content(self, chunks: Sequence[Any], typ: Any, spans: bool) -> None:
         pa = sys.modules["pyarrow"]

@@ -13,7 +13,11 @@ ever unpickled. The signature is not checked here: whoever restores checks it.
 the target kernel, which verifies every variable against its checkpoint digest. Either through a
 store both kernels reach (``via``), or streamed through this process: the source writes to a
 temporary folder next to it, the folder is copied to a temporary folder next to the target, the
-target restores from there, and both folders are removed.
+target restores from there, and both folders are removed. Between two kernels of Jupyter servers
+running the nbmigrate extension (:class:`~nbmigrate.addresses.ArchiveHandle`), streaming goes through
+the servers' stores instead: the source checkpoints into its server's store, the checkpoint is piped
+as a tar archive from that store into the target server's store (nothing is written here), and the
+target restores it by name. Both servers keep their copy.
 """
 
 from __future__ import annotations
@@ -381,11 +385,12 @@ def migrate(
 ) -> MigrationReport:
     """Checkpoint ``source``, move the checkpoint, restore it into ``target``; see the module docstring.
 
-    Without ``via`` both handles must be :class:`~nbmigrate.addresses.StreamingHandle`. The source is
+    Without ``via`` both handles must be :class:`~nbmigrate.addresses.StreamingHandle`, or both
+    :class:`~nbmigrate.addresses.ArchiveHandle` (kernels of Jupyter servers). The source is
     shut down (``shutdown_source``) only once the target's restore verified every variable. Progress
     phases: ``write`` (bytes), ``copy`` (bytes, streamed only), ``read`` (bytes), ``replay`` (cells).
     """
-    from .addresses import StreamingHandle
+    from .addresses import ArchiveHandle, StreamingHandle
 
     t0 = time.perf_counter()
     checkpoint_params: dict[str, Any] = {"bandwidth": bandwidth, "prefer": prefer, "best_effort": best_effort}
@@ -393,19 +398,26 @@ def migrate(
     if via is not None and storage_options:
         checkpoint_params["storage_options"] = restore_params["storage_options"] = storage_options
 
+    def on_copy(done: int, total: int) -> None:
+        if progress is not None:
+            progress("copy", done, total)
+
     with contextlib.ExitStack() as stack:
         transfer: TransferReport | None = None
         scratch: tuple[Scratch, Scratch] | None = None
-        if via is None:
-            for handle, label in ((source, source_label), (target, target_label)):
-                if not isinstance(handle, StreamingHandle):
-                    raise NbmigrateError(f"{label}: this kernel cannot stream a checkpoint through this "
-                                         "machine; migrate via a store both kernels reach (--via URL)")
-            assert isinstance(source, StreamingHandle) and isinstance(target, StreamingHandle)
+        archive = False
+        write_url: str | None
+        read_url: str | None
+        if via is not None:
+            write_url = read_url = via
+        elif isinstance(source, StreamingHandle) and isinstance(target, StreamingHandle):
             scratch = (stack.enter_context(source.scratch()), stack.enter_context(target.scratch()))
             write_url, read_url = scratch[0].kernel_url, scratch[1].kernel_url
+        elif isinstance(source, ArchiveHandle) and isinstance(target, ArchiveHandle):
+            archive = True  # the source server's store, then the target server's, by name
+            write_url = read_url = None
         else:
-            write_url = read_url = via
+            raise NbmigrateError(_no_stream_message(source, target, source_label, target_label))
 
         t = time.perf_counter()
         ck = source.operation("checkpoint", url=write_url, on_progress=progress, **checkpoint_params)
@@ -413,10 +425,6 @@ def migrate(
 
         t = time.perf_counter()
         if scratch is not None:
-            def on_copy(done: int, total: int) -> None:
-                if progress is not None:
-                    progress("copy", done, total)
-
             src_scratch, dst_scratch = scratch
             if _Location(src_scratch.client_url, src_scratch.client_options).size_or_none(MANIFEST_NAME) is None:
                 raise StoreError(
@@ -426,6 +434,18 @@ def migrate(
             transfer = copy_checkpoint(src_scratch.client_url, dst_scratch.client_url,
                                        source_options=src_scratch.client_options,
                                        destination_options=dst_scratch.client_options, progress=on_copy)
+        elif archive:
+            assert isinstance(source, ArchiveHandle)
+            name = ck.get("name")
+            if not isinstance(name, str) or not name:
+                raise NbmigrateError(f"{source_label}: the server did not name the checkpoint it wrote to its store")
+            sent = source.send_checkpoint(name, target, progress=on_copy)
+            read_name = str(sent.get("name") or name)
+            transfer = TransferReport(
+                source=str(ck.get("url") or name), destination=str(sent.get("url") or ck.get("url") or name),
+                files=int(sent.get("files") or 0), bytes=int(sent.get("bytes") or 0),
+                skipped=int(sent.get("skipped") or 0), seconds=time.perf_counter() - t)
+            restore_params["name"] = read_name
         transfer_seconds = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -446,3 +466,22 @@ def migrate(
             report.notes.append("source kernel left running: the restore is incomplete")
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _no_stream_message(source: KernelHandle, target: KernelHandle, source_label: str, target_label: str) -> str:
+    """Why ``migrate`` without ``via`` cannot move a checkpoint between these two kernels."""
+    from .addresses import ArchiveHandle, StreamingHandle
+
+    kinds = {StreamingHandle: "a kernel reached through its connection file",
+             ArchiveHandle: "a kernel of a Jupyter server"}
+
+    def kind(handle: KernelHandle) -> str | None:
+        return next((text for cls, text in kinds.items() if isinstance(handle, cls)), None)
+
+    a, b = kind(source), kind(target)
+    if a is not None and b is not None:
+        return (f"{source_label} is {a} and {target_label} is {b}: a checkpoint is streamed through this machine "
+                "only between two kernels of the same kind; migrate via a store both kernels reach (--via URL)")
+    label = source_label if a is None else target_label
+    return (f"{label}: this kernel cannot stream a checkpoint through this machine; "
+            "migrate via a store both kernels reach (--via URL)")

@@ -388,6 +388,19 @@ class RestKernelHandle:
         return self.server.upload_checkpoint(src_url, name, storage_options=storage_options, progress=progress)
 
 
+    def send_checkpoint(self, name: str, target: RestKernelHandle, *,
+                        progress: BytesProgress | None = None) -> dict[str, Any]:
+        """Copy checkpoint ``name`` from this kernel's server's store into ``target``'s server's store,
+        under the same name, streamed through this process (:meth:`RestServer.send_checkpoint`).
+
+        Returns the target server's answer ``{"name", "url", "files", "bytes", "skipped"}``; when both
+        kernels belong to the same server nothing moves (``files`` and ``bytes`` are 0).
+        """
+        if target.server.url == self.server.url:
+            return {"name": name, "url": None, "files": 0, "bytes": 0, "skipped": 0}
+        return self.server.send_checkpoint(name, target.server, progress=progress)
+
+
 def _final_progress(op: str, result: Mapping[str, Any], on_progress: Callable[[str, int, int], None]) -> None:
     if op == "checkpoint":
         n = int(result.get("written_bytes") or 0)
@@ -412,8 +425,10 @@ def start_kernel(server_url: str, token: str | None, path: str | None = None, *,
 
 
 @contextlib.contextmanager
-def connect(address: RestKernel, *, timeout: float = CONNECT_TIMEOUT) -> Iterator[RestKernelHandle]:
-    """A handle on the kernel at ``address`` (or on a new kernel there if it names only a server).
+def connect(address: RestKernel, *, timeout: float = CONNECT_TIMEOUT,
+            path: str | None = None) -> Iterator[RestKernelHandle]:
+    """A handle on the kernel at ``address`` (or on a new kernel there if it names only a server: in
+    the session of the notebook at ``path`` when given, see :func:`start_kernel`).
 
     A kernel started here is shut down again if the block fails, and kept otherwise (it holds the
     migrated session). Raises :class:`nbmigrate.addresses.AddressError` when the server does not
@@ -433,10 +448,12 @@ def connect(address: RestKernel, *, timeout: float = CONNECT_TIMEOUT) -> Iterato
             time.sleep(0.5)
     if address.kernel_id is None:
         try:
-            handle = server.start_kernel()
+            handle = server.start_kernel(path)
         except RestError as exc:
             raise AddressError(f"{address}: {exc}") from None
     else:
+        if path is not None:
+            raise AddressError(f"{address}: a notebook path only goes with a server URL, not with a kernel's")
         handle = RestKernelHandle(server, address.kernel_id)
         try:
             server.request("GET", f"{server.url}api/kernels/{quote(address.kernel_id, safe='')}",
