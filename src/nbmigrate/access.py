@@ -1828,6 +1828,7 @@ def _unordered_results(source: str, ns: Mapping[str, Any]) -> tuple[str, ...]:
     if "polars" not in sys.modules or not any(m in source for m in _UNORDERED_METHODS):
         return ()
     found: list[str] = []
+    polars_here: bool | None = None
     for node in ast.walk(ast.parse(source)):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                 and node.func.attr in _UNORDERED_METHODS):
@@ -1842,10 +1843,22 @@ def _unordered_results(source: str, ns: Mapping[str, Any]) -> tuple[str, ...]:
         if not isinstance(root, ast.Name):
             continue
         value = _ns_get(ns, root.id)
-        module = value.__name__ if isinstance(value, types.ModuleType) else type(value).__module__
+        if value is _MISSING:  # made earlier in this cell: polars if the cell uses polars at all
+            polars_here = polars_here if polars_here is not None else _mentions_polars(source, ns)
+            module = "polars" if polars_here else ""
+        else:
+            module = value.__name__ if isinstance(value, types.ModuleType) else type(value).__module__
         if isinstance(module, str) and module.partition(".")[0] == "polars":
             found.append(f"irreproducible result: polars {node.func.attr}")
     return tuple(dict.fromkeys(found))
+
+
+def _mentions_polars(source: str, ns: Mapping[str, Any]) -> bool:
+    """Whether the cell imports polars or names a variable bound to the polars module."""
+    if "polars" in source:
+        return True
+    names = {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)}
+    return any(getattr(_ns_get(ns, n), "__name__", None) == "polars" for n in names)
 
 
 def function_globals(fn: Any, namespace: Mapping[str, Any]) -> frozenset[str]:

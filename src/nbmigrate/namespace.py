@@ -15,7 +15,8 @@ import types
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-_IPYTHON_NAMES = re.compile(r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_oh|_dh|_ih|In|Out|exit|quit|get_ipython)$")
+_IPYTHON_NAMES = re.compile(
+    r"^(_|__|___|_i|_ii|_iii|_i\d+|_\d+|_oh|_dh|_ih|In|Out|exit|quit|get_ipython|_exit_code)$")
 _MISSING = object()
 
 
