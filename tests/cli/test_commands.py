@@ -97,7 +97,9 @@ def test_restore_failures_exit_1_then_3_with_partial(start_kernel: StartKernel, 
     assert f"restore into {connection_file(target)} failed: blob {blob.name[:12]} is corrupt" in failed.stderr
     partial = cli("restore", ckpt, "--into", connection_file(target), "--partial")
     assert partial.exit_code == 3, partial.output
-    assert "Error: restore incomplete: missing" in partial.stderr
+    # the corrupt group is either recomputed instead (when its cells can be replayed) or missing;
+    # either way the restore is incomplete and says why
+    assert "Error: restore incomplete: " in partial.stderr
     assert "PROBLEM: blob" in partial.stdout
 
 
