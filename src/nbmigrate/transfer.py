@@ -138,24 +138,29 @@ class _Location:
             self.fs.rm(self.path(name))
 
 
-def _read_manifest_bytes(src: _Location) -> bytes:
-    path = src.path(MANIFEST_NAME)
+def read_manifest_bytes(fs: Any, root: str, url: str) -> bytes:
+    """The signed manifest document of the checkpoint at ``root`` on ``fs``, size-checked, unparsed.
+
+    Shared by the copier and the server's archive stream: both pass the bytes on without trusting
+    them (the reader at the other end verifies the signature and parses strictly).
+    """
+    path = f"{root}/{MANIFEST_NAME}" if root else MANIFEST_NAME
     with contextlib.suppress(Exception):
-        src.fs.invalidate_cache(src.root)
+        fs.invalidate_cache(root)
     try:
-        size = src.fs.size(path)
+        size = fs.size(path)
         if size is not None and size > MAX_MANIFEST_BYTES:
-            raise ManifestError(f"{src.url}/{MANIFEST_NAME} is larger than any nbmigrate manifest")
-        with src.fs.open(path, "rb") as f:
+            raise ManifestError(f"{url}/{MANIFEST_NAME} is larger than any nbmigrate manifest")
+        with fs.open(path, "rb") as f:
             data = bytes(f.read(MAX_MANIFEST_BYTES + 1))
     except FileNotFoundError:
-        raise StoreError(f"no checkpoint at {src.url}: {MANIFEST_NAME} not found") from None
+        raise StoreError(f"no checkpoint at {url}: {MANIFEST_NAME} not found") from None
     except NbmigrateError:
         raise
     except Exception as exc:
-        raise StoreError(f"cannot read {describe_store_error(exc, f'{src.url}/{MANIFEST_NAME}')}") from exc
+        raise StoreError(f"cannot read {describe_store_error(exc, f'{url}/{MANIFEST_NAME}')}") from exc
     if len(data) > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{src.url}/{MANIFEST_NAME} is larger than any nbmigrate manifest")
+        raise ManifestError(f"{url}/{MANIFEST_NAME} is larger than any nbmigrate manifest")
     return data
 
 
@@ -231,7 +236,7 @@ def copy_checkpoint(
     t0 = time.perf_counter()
     src = _Location(source, source_options)
     dst = _Location(destination, destination_options)
-    document = _read_manifest_bytes(src)
+    document = read_manifest_bytes(src.fs, src.root, src.url)
     files = checkpoint_files(document, where=f"{source}/{MANIFEST_NAME}")
     blobs, manifest_entry = files[:-1], files[-1]
     total = sum(f.size for f in files)

@@ -48,7 +48,7 @@ import fsspec.core
 
 from nbmigrate.errors import IntegrityError, NbmigrateError, StoreError
 from nbmigrate.store import BLOB_DIR, MANIFEST_NAME, MAX_MANIFEST_BYTES, TMP_PREFIX, describe_store_error
-from nbmigrate.transfer import CheckpointFile, checkpoint_files
+from nbmigrate.transfer import CheckpointFile, checkpoint_files, read_manifest_bytes
 
 BLOCK = 512
 SLICE = 1024 * 1024
@@ -121,23 +121,7 @@ class ArchiveSource:
 
     def open(self) -> None:
         """Read the manifest and check the blobs; raises StoreError (no checkpoint) or IntegrityError."""
-        path = self._path(MANIFEST_NAME)
-        with contextlib.suppress(Exception):
-            self.fs.invalidate_cache(self.root)
-        try:
-            size = self.fs.size(path)
-            if size is not None and size > MAX_MANIFEST_BYTES:
-                raise StoreError(f"{self.url}/{MANIFEST_NAME} is larger than any nbmigrate manifest")
-            with self.fs.open(path, "rb") as f:
-                data = bytes(f.read(MAX_MANIFEST_BYTES + 1))
-        except FileNotFoundError:
-            raise StoreError(f"no checkpoint at {self.url}: {MANIFEST_NAME} not found") from None
-        except NbmigrateError:
-            raise
-        except Exception as exc:
-            raise StoreError(f"cannot read {describe_store_error(exc, f'{self.url}/{MANIFEST_NAME}')}") from exc
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise StoreError(f"{self.url}/{MANIFEST_NAME} is larger than any nbmigrate manifest")
+        data = read_manifest_bytes(self.fs, self.root, self.url)
         self.files = checkpoint_files(data, where=f"{self.url}/{MANIFEST_NAME}")
         self._manifest = data
         for entry in self.files[:-1]:
