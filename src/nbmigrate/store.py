@@ -109,7 +109,7 @@ def describe_store_error(exc: BaseException, url: str) -> str:
     return f"{url}: {_reason(exc)}"
 
 
-def _abandon(f: Any) -> None:
+def abandon_file(f: Any) -> None:
     """Close a file whose write failed without committing it where the backend allows it.
 
     Buffered remote files (object stores) can abort an upload with ``discard``; files without that
@@ -123,7 +123,7 @@ def _abandon(f: Any) -> None:
         f.close()
 
 
-def _sync(f: Any) -> None:
+def sync_file(f: Any) -> None:
     """Flush ``f`` to stable storage when the backend has a file descriptor (local files).
 
     The order blobs -> manifest only protects against power loss if it reaches the disk in that
@@ -253,11 +253,11 @@ class CheckpointStore:
                     f.write(piece)
                     if progress is not None:
                         progress(piece.nbytes)
-            _sync(f)
+            sync_file(f)
             f.close()
         except BaseException as exc:
             if f is not None:
-                _abandon(f)
+                abandon_file(f)
             self._remove_quietly(path)  # frees the space on ENOSPC; a leftover is harmless anyway
             if isinstance(exc, Exception) and not isinstance(exc, NbmigrateError):
                 raise StoreError(f"cannot write blob {sha[:12]} to {self.url}: {_reason(exc)}") from exc
@@ -333,7 +333,7 @@ class CheckpointStore:
             f = self.fs.open(path, "wb")
             for offset in range(0, nbytes, CHUNK):
                 f.write(data[offset : offset + CHUNK])
-            _sync(f)
+            sync_file(f)
             f.close()
             f = None
             elapsed = time.perf_counter() - start
@@ -341,7 +341,7 @@ class CheckpointStore:
             raise StoreError(f"cannot write to {self.url}: {_reason(exc)}") from exc
         finally:
             if f is not None:
-                _abandon(f)
+                abandon_file(f)
             self._remove_quietly(path)
         return nbytes / max(elapsed, 1e-6)
 
@@ -399,13 +399,13 @@ class CheckpointStore:
             self._makedirs()
             f = self.fs.open(tmp, "wb")
             f.write(document)
-            _sync(f)
+            sync_file(f)
             f.close()
             f = None
             self.fs.mv(tmp, final)
         except BaseException as exc:
             if f is not None:
-                _abandon(f)
+                abandon_file(f)
             self._remove_quietly(tmp)
             if isinstance(exc, Exception) and not isinstance(exc, NbmigrateError):
                 raise StoreError(

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -37,7 +36,16 @@ import fsspec.core
 from .errors import IntegrityError, ManifestError, NbmigrateError, StoreError
 from .manifest import Manifest, check_sha256, loads_strict
 from .reports import CheckpointReport, GroupOutcome, ReplayFailure, RestoreReport, human_bytes
-from .store import BLOB_DIR, CHUNK, MANIFEST_NAME, MAX_MANIFEST_BYTES, TMP_PREFIX, describe_store_error
+from .store import (
+    BLOB_DIR,
+    CHUNK,
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    TMP_PREFIX,
+    abandon_file,
+    describe_store_error,
+    sync_file,
+)
 
 if TYPE_CHECKING:
     from .addresses import KernelHandle, Scratch
@@ -164,21 +172,10 @@ def read_manifest_bytes(fs: Any, root: str, url: str) -> bytes:
     return data
 
 
-def _finish(f: Any) -> None:
+def finish_file(f: Any) -> None:
     """Flush to stable storage where there is a descriptor (local files), then close (commits uploads)."""
-    with contextlib.suppress(AttributeError, OSError, ValueError):
-        f.flush()
-        os.fsync(f.fileno())
+    sync_file(f)
     f.close()
-
-
-def _abandon(f: Any) -> None:
-    with contextlib.suppress(Exception):
-        discard = getattr(f, "discard", None)
-        if callable(discard):
-            discard()
-    with contextlib.suppress(Exception):
-        f.close()
 
 
 def _copy_blob(src: _Location, dst: _Location, entry: CheckpointFile, on_bytes: Callable[[int], None]) -> int:
@@ -204,7 +201,7 @@ def _copy_blob(src: _Location, dst: _Location, entry: CheckpointFile, on_bytes: 
             raise IntegrityError(f"blob {short} at {src.url} is truncated (got {copied} of {entry.size} bytes)")
         if hasher.hexdigest() != entry.sha256:
             raise IntegrityError(f"blob {short} at {src.url} is corrupt: checksum mismatch")
-        _finish(out)
+        finish_file(out)
         out = None
     except FileNotFoundError:
         raise IntegrityError(f"blob {short} is missing from {src.url}") from None
@@ -214,7 +211,7 @@ def _copy_blob(src: _Location, dst: _Location, entry: CheckpointFile, on_bytes: 
         raise StoreError(f"cannot copy blob {short} from {src.url} to {describe_store_error(exc, dst.url)}") from exc
     finally:
         if out is not None:
-            _abandon(out)
+            abandon_file(out)
             dst.remove_quietly(entry.name)
     return copied
 
@@ -266,12 +263,12 @@ def copy_checkpoint(
     try:
         out = dst.fs.open(dst.path(tmp), "wb")
         out.write(document)
-        _finish(out)
+        finish_file(out)
         out = None
         dst.fs.mv(dst.path(tmp), dst.path(MANIFEST_NAME))
     except Exception as exc:
         if out is not None:
-            _abandon(out)
+            abandon_file(out)
         dst.remove_quietly(tmp)
         raise StoreError(f"cannot write the manifest to {describe_store_error(exc, destination)}") from exc
     on_bytes(manifest_entry.size)

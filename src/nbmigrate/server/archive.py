@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
 import secrets
 import struct
@@ -47,8 +46,8 @@ from typing import Any
 import fsspec.core
 
 from nbmigrate.errors import IntegrityError, NbmigrateError, StoreError
-from nbmigrate.store import BLOB_DIR, MANIFEST_NAME, MAX_MANIFEST_BYTES, TMP_PREFIX, describe_store_error
-from nbmigrate.transfer import CheckpointFile, checkpoint_files, read_manifest_bytes
+from nbmigrate.store import BLOB_DIR, MANIFEST_NAME, MAX_MANIFEST_BYTES, TMP_PREFIX, abandon_file, describe_store_error
+from nbmigrate.transfer import CheckpointFile, checkpoint_files, finish_file, read_manifest_bytes
 
 BLOCK = 512
 SLICE = 1024 * 1024
@@ -372,23 +371,6 @@ class ReceivedCheckpoint:
     """Blobs that were already at the destination."""
 
 
-def _finish_file(f: Any) -> None:
-    """Flush to stable storage where there is a descriptor (local files), then close (commits uploads)."""
-    with contextlib.suppress(AttributeError, OSError, ValueError):
-        f.flush()
-        os.fsync(f.fileno())
-    f.close()
-
-
-def _abandon(f: Any) -> None:
-    with contextlib.suppress(Exception):
-        discard = getattr(f, "discard", None)
-        if callable(discard):
-            discard()
-    with contextlib.suppress(Exception):
-        f.close()
-
-
 class ArchiveReceiver:
     """Writes the checkpoint archive fed to it into the checkpoint folder ``url`` (see the module doc).
 
@@ -482,7 +464,7 @@ class ArchiveReceiver:
                                f"(SHA-256 {digest[:12]}...)")
         if out is not None:
             try:
-                _finish_file(out)
+                finish_file(out)
             except Exception as exc:
                 raise StoreError(f"cannot write {describe_store_error(exc, f'{self.url}/{self._member}')}") from exc
             self._out = None
@@ -495,7 +477,7 @@ class ArchiveReceiver:
     def abort(self) -> None:
         """Drop a blob being written (a partial blob is harmless, but takes space)."""
         if self._out is not None and self._member is not None:
-            _abandon(self._out)
+            abandon_file(self._out)
             self._out = None
             with contextlib.suppress(Exception):
                 self.fs.rm(self._path(self._member))
@@ -522,12 +504,12 @@ class ArchiveReceiver:
             self.fs.makedirs(self.root or "/", exist_ok=True)
             f = self.fs.open(tmp, "wb")
             f.write(document)
-            _finish_file(f)
+            finish_file(f)
             f = None
             self.fs.mv(tmp, self._path(MANIFEST_NAME))
         except Exception as exc:
             if f is not None:
-                _abandon(f)
+                abandon_file(f)
             with contextlib.suppress(Exception):
                 self.fs.rm(tmp)
             raise StoreError(f"cannot write the manifest to {describe_store_error(exc, self.url)}") from exc
