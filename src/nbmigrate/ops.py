@@ -65,6 +65,33 @@ def raise_for(event: dict[str, Any]) -> None:
     raise cls(str(event.get("message", "operation failed in the kernel")))
 
 
+class EventReader:
+    """Turns the text a kernel prints on stdout, as it arrives, into operation events.
+
+    Stream messages split lines anywhere, so text is buffered up to the next newline. A ``result``
+    event is kept in :attr:`result`; an ``error`` event is raised at once (:func:`nbmigrate.ops.raise_for`).
+    """
+
+    def __init__(self, on_progress: Callable[[str, int, int], None] | None = None) -> None:
+        self.on_progress = on_progress
+        self.result: dict[str, Any] | None = None
+        self._buffer = ""
+
+    def feed(self, text: str) -> None:
+        self._buffer += text
+        *lines, self._buffer = self._buffer.split("\n")
+        for line in lines:
+            event = parse_event(line)
+            if event is None:
+                continue
+            if event["event"] == "progress" and self.on_progress is not None:
+                self.on_progress(event["phase"], event["done"], event["total"])
+            elif event["event"] == "result":
+                self.result = event["report"]
+            elif event["event"] == "error":
+                raise_for(event)
+
+
 def _emit(event: dict[str, Any]) -> None:
     sys.stdout.write(MARKER + json.dumps(event) + "\n")
     sys.stdout.flush()

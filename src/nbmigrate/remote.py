@@ -152,28 +152,17 @@ class Kernel:
     def operation(self, op: str, *, on_progress: Callable[[str, int, int], None] | None = None,
                   timeout: float = 3600, **params: Any) -> dict[str, Any]:
         """Run an nbmigrate operation in the kernel (see :mod:`nbmigrate.ops`) and return its result."""
-        from .ops import parse_event, raise_for, request_code
+        from .ops import EventReader, request_code
 
         msg_id = self.client.execute(request_code(op, **params), silent=True, store_history=False)
-        result: dict[str, Any] | None = None
+        reader = EventReader(on_progress)
         error: str | None = None
-        buffer = ""
         for kind, content in self._messages(msg_id, timeout, f"nbmigrate {op}"):
             if kind == "stream" and content["name"] == "stdout":
-                buffer += content["text"]
-                *lines, buffer = buffer.split("\n")
-                for line in lines:
-                    event = parse_event(line)
-                    if event is None:
-                        continue
-                    if event["event"] == "progress" and on_progress is not None:
-                        on_progress(event["phase"], event["done"], event["total"])
-                    elif event["event"] == "result":
-                        result = event["report"]
-                    elif event["event"] == "error":
-                        raise_for(event)
+                reader.feed(content["text"])
             elif kind == "error":
                 error = f"{content['ename']}: {content['evalue']}"
+        result = reader.result
         if result is None:
             raise KernelError(f"nbmigrate {op} returned no result" + (f": {error}" if error else
                               " (is nbmigrate installed in the kernel's environment?)"))

@@ -3,7 +3,7 @@ the blocking REST half for the CLI and scripts.
 
 :func:`run_operation` is the asynchronous twin of :meth:`nbmigrate.remote.Kernel.operation`: one
 silent execute request built by :func:`nbmigrate.ops.request_code`, events read from the kernel's
-stdout by :class:`EventReader` (:func:`~nbmigrate.ops.parse_event`, errors re-raised by
+stdout by :class:`nbmigrate.ops.EventReader` (:func:`~nbmigrate.ops.parse_event`, errors re-raised by
 :func:`~nbmigrate.ops.raise_for` as the exception class the kernel raised). The server extension runs
 it through an async client of the kernel it manages.
 
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from nbmigrate.errors import NbmigrateError
-from nbmigrate.ops import parse_event, raise_for, request_code
+from nbmigrate.ops import EventReader, raise_for, request_code
 
 if TYPE_CHECKING:
     import requests
@@ -53,33 +53,6 @@ class RestError(NbmigrateError):
 
 # --------------------------------------------------------------------------------------------------
 # The operations protocol, asynchronously (server side)
-
-
-class EventReader:
-    """Turns the text a kernel prints on stdout, as it arrives, into operation events.
-
-    Stream messages split lines anywhere, so text is buffered up to the next newline. A ``result``
-    event is kept in :attr:`result`; an ``error`` event is raised at once (:func:`nbmigrate.ops.raise_for`).
-    """
-
-    def __init__(self, on_progress: Progress | None = None) -> None:
-        self.on_progress = on_progress
-        self.result: dict[str, Any] | None = None
-        self._buffer = ""
-
-    def feed(self, text: str) -> None:
-        self._buffer += text
-        *lines, self._buffer = self._buffer.split("\n")
-        for line in lines:
-            event = parse_event(line)
-            if event is None:
-                continue
-            if event["event"] == "progress" and self.on_progress is not None:
-                self.on_progress(event["phase"], event["done"], event["total"])
-            elif event["event"] == "result":
-                self.result = event["report"]
-            elif event["event"] == "error":
-                raise_for(event)
 
 
 async def run_operation(client: AsyncKernelClient, op: str, *, timeout: float = 3600,
