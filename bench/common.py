@@ -1,8 +1,9 @@
-"""Shared by both benchmarks: where things are, an isolated environment for kernels, output files."""
+"""Shared by the benchmarks: where things are, an isolated environment for kernels, output files."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as dt
 import hashlib
 import json
@@ -133,6 +134,27 @@ def write_outputs(out: Path, data: dict[str, Any], markdown: str) -> Path:
     md = out.with_suffix(".md")
     md.write_text(markdown)
     return md
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """One row per dict (columns: the union of their keys, in first-seen order), for spreadsheets and pandas.
+
+    Lists and dicts are written as JSON so a cell never holds a Python repr.
+    """
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in row.items()})
+
+
+def plot_path(out: Path) -> Path:
+    """The PNG beside a result's JSON (``throughput.json`` -> ``throughput.png``)."""
+    return out.with_suffix(".png")
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
