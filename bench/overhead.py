@@ -35,8 +35,10 @@ from .common import (
     measured_seconds,
     mib,
     pct,
+    plot_path,
     source_line,
     table,
+    write_csv,
     write_outputs,
 )
 from .probe import Probe
@@ -289,8 +291,58 @@ def run(notebooks: list[Path], out: Path, *, quick: bool, timeout: float, repeat
             "notebooks": results, "summary": summary, "worst_cells": worst, "worst_hook_cells": worst_hooks}
     md = render(data)
     path = write_outputs(out, data, md)
-    log(f"wrote {out} and {path}")
+    write_csv(out.with_suffix(".csv"), csv_rows(data))
+    plot(data, plot_path(out))
+    log(f"wrote {out}, {path} and the .csv/.png beside them")
     return md
+
+
+def csv_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per notebook: both sides' totals and the overheads (the per-cell detail stays in the JSON)."""
+    rows = []
+    for r in data["notebooks"]:
+        p, mo = r["plain"], r["monitored"]
+        rows.append({
+            "notebook": r["notebook"], "cells": r["cells"], "complete": r["complete"],
+            "wall_plain_s": p["wall_seconds"], "wall_monitored_s": mo["wall_seconds"],
+            "wall_overhead_pct": r["wall_overhead_pct"],
+            "cpu_plain_s": p["cpu_seconds"], "cpu_monitored_s": mo["cpu_seconds"],
+            "cpu_overhead_pct": r["cpu_overhead_pct"],
+            "peak_rss_plain_bytes": p["peak_rss_hwm"] or p["peak_rss_sampled"],
+            "peak_rss_monitored_bytes": mo["peak_rss_hwm"] or mo["peak_rss_sampled"],
+            "peak_rss_overhead_pct": r["mem_overhead_pct"], "hooks_s": r["hooks_seconds"],
+            "error": "; ".join(e for e in (p["error"], mo["error"]) if e) or None,
+        })
+    return rows
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    """Per notebook: runtime and peak-RSS overhead (%) against the targets, and the seconds in the hooks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = csv_rows(data)
+    names = [r["notebook"].removesuffix(".ipynb") for r in rows]
+    xs = range(len(rows))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.4
+    left.bar([x - width / 2 for x in xs], [r["wall_overhead_pct"] or 0.0 for r in rows], width, label="runtime (wall)")
+    left.bar([x + width / 2 for x in xs], [r["peak_rss_overhead_pct"] or 0.0 for r in rows], width, label="peak RSS")
+    for limit, style, label in ((0.5, ":", "target: runtime median 0.5 %"), (1.5, "--", "target: runtime worst 1.5 %"),
+                                (3.0, "-.", "target: peak memory 3 %")):
+        left.axhline(limit, color="red", linestyle=style, linewidth=1, label=label)
+    left.axhline(0, color="black", linewidth=0.5)
+    left.set_xticks(list(xs), names, rotation=20, ha="right")
+    left.set(ylabel="monitored vs plain, %", title="Monitoring overhead per notebook")
+    left.legend(fontsize="small")
+    right.bar(list(xs), [r["hooks_s"] or 0.0 for r in rows], color="#2ca02c")
+    right.set_xticks(list(xs), names, rotation=20, ha="right")
+    right.set(ylabel="seconds", title="Time inside the monitor's hooks (whole notebook)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _s(value: float | None, digits: int = 1) -> str:
