@@ -1,0 +1,297 @@
+"""``compare``: nbmigrate side by side with the alternatives, migrating each benchmark notebook at its end.
+
+Per notebook, the cells not tagged ``after_restore`` run in a *source* kernel; each method checkpoints
+it, restores into a fresh kernel (same cwd), and the ``after_restore`` tail runs on the restored kernel.
+A method is **correct** on a notebook when every source variable is back with the same type and the
+same nbmigrate fingerprint digest, and the tail prints what it prints in the source kernel (run last,
+after every checkpoint: the uninterrupted run). A method that restores wrongly is reported INCORRECT,
+never timed as a success.
+
+Methods that do not change the kernel they watch share one source run (nbmigrate with its three
+preferences, DumpSession, PickleEach, in that order); Kishu and ElasticNotebook instrument the kernel,
+so each gets a source run of its own. RerunAll does not run the notebook again: its restore time is
+the shared source run's wall time (the same cells in a fresh kernel), and it needs no checkpoint.
+
+Migration time = checkpoint + bytes / bandwidth + restore (kernel start-up excluded everywhere).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nbmigrate.notebooks import Cell, code_cells, run_cells, split
+from nbmigrate.remote import Kernel, KernelError
+from nbmigrate.reports import human_bytes
+
+from .common import CORPUS, finish, isolated_environment, log, machine, measured_seconds
+from .peers import kernels, venv
+from .peers.base import Context, Method
+from .peers.dill_methods import DumpSession, PickleEach
+from .peers.elastic import ElasticKernel, ElasticNotebook
+from .peers.kishu_method import Kishu
+from .peers.nbmigrate_method import Nbmigrate
+
+RERUN = "RerunAll"
+FACTORIES: dict[str, Callable[[], Method]] = {
+    "nbmigrate": Nbmigrate,
+    "nbmigrate (restore)": lambda: Nbmigrate("restore"),
+    "nbmigrate (checkpoint)": lambda: Nbmigrate("checkpoint"),
+    "DumpSession": DumpSession,
+    "PickleEach": PickleEach,
+    "Kishu": Kishu,
+    "ElasticNotebook": ElasticNotebook,
+    "elastic-kernel": ElasticKernel,
+}
+ALL_METHODS = ["nbmigrate", "nbmigrate (restore)", "nbmigrate (checkpoint)", RERUN, *list(FACTORIES)[3:]]
+BANDWIDTH_SWEEP = [50e6 / 8 * 2 ** (k / 2) for k in range(16)]
+"""50 Mbit/s to ~9 Gbit/s in half-octave steps, plus 10 Gbit/s (appended below)."""
+BANDWIDTH_SWEEP.append(10e9 / 8)
+
+
+@dataclass
+class Row:
+    notebook: str
+    method: str
+    status: str = "ok"
+    """ok, INCORRECT (restored, but differs from the source), FAILED (an error), skipped (cannot run here)."""
+    checkpoint_seconds: float | None = None
+    checkpoint_bytes: int | None = None
+    restore_seconds: float | None = None
+    migration_seconds: float | None = None
+    differences: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def migration_at(self, bandwidth: float) -> float | None:
+        if None in (self.checkpoint_seconds, self.checkpoint_bytes, self.restore_seconds):
+            return None
+        assert self.checkpoint_seconds is not None and self.checkpoint_bytes is not None
+        assert self.restore_seconds is not None
+        return self.checkpoint_seconds + self.checkpoint_bytes / bandwidth + self.restore_seconds
+
+
+def select_notebooks(given: list[Path], quick: bool) -> list[Path] | None:
+    """The notebooks to compare on, or None when there are none (no corpus and none given)."""
+    if given:
+        return given
+    folder = CORPUS / "benchmark"
+    found = sorted(folder.glob("*.ipynb")) if folder.is_dir() else []
+    if not found:
+        return None
+    if quick:
+        seconds = measured_seconds()
+        found = sorted(sorted(found, key=lambda p: seconds.get(f"benchmark/{p.name}", math.inf))[:2])
+    return found
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:300] if text.strip() else ""
+
+
+def _compare(before: dict[str, Any], after: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(differences, notes): missing or changed variables are differences; extra names only notes."""
+    problems: list[str] = []
+    for name in sorted(before):
+        if name not in after:
+            problems.append(f"missing after restore: {name}")
+        elif before[name][0] != after[name][0]:
+            problems.append(f"type of {name}: {before[name][0]} -> {after[name][0]}")
+        elif before[name][1] is not None and before[name][1] != after[name][1]:
+            problems.append(f"value of {name} differs")
+    extra = sorted(set(after) - set(before))
+    return problems, ([f"extra names after restore: {', '.join(extra)}"] if extra else [])
+
+
+def _tail(kernel: Kernel, tail: list[Cell], timeout: float) -> str:
+    return "".join(r.text for r in run_cells(kernel, tail, timeout=timeout))
+
+
+def _source_run(notebook: Path, group: list[Method], rows: dict[str, Row], root: Path, specs: dict[str, str],
+                timeout: float, bandwidth: float) -> float | None:
+    """One source kernel serving ``group``: prepare, run the cells, checkpoint each, restore each, check.
+
+    Returns the wall seconds of the notebook's cells (None if the run failed). The reference digests are
+    taken after the checkpoints (none of which changes a value), so a method that tracks accesses
+    (Kishu) does not see the harness read every variable before its own commit.
+    """
+    main, tail = split(code_cells(notebook))
+    work = root / "work"
+    work.mkdir(parents=True)
+    lead = group[0]
+    kernel_name = specs[lead.kernel_module]
+    env: dict[str, str] = {}
+    for m in group:
+        m.setup_workdir(work, notebook)
+        env.update(m.kernel_env(work))
+    members = [m for m in group if m.name in rows]
+    ctxs = {m.name: Context(notebook, work, root / "store" / m.name.replace(" ", "_"), kernel_name, timeout,
+                            bandwidth, env) for m in group}
+    with kernels.start(kernel_name, work, env) as source:
+        for m in group:
+            m.prepare(source, ctxs[m.name])
+        t = time.perf_counter()
+        try:
+            for cell in main:
+                source.execute(lead.wrap(cell.source), timeout=timeout, allow_error=cell.may_raise)
+        except (KernelError, TimeoutError) as exc:
+            for m in members:
+                rows[m.name].status, rows[m.name].error = "FAILED", f"source run failed: {_first_line(str(exc))}"
+            return None
+        run_seconds = time.perf_counter() - t
+        log(f"  source run for {', '.join(m.name for m in group)}: {run_seconds:.1f} s")
+        done: list[Method] = []
+        for m in members:
+            row = rows[m.name]
+            row.info["source_run_seconds"] = run_seconds
+            try:
+                ckpt = m.checkpoint(source, ctxs[m.name])
+            except Exception as exc:  # the method failed on this notebook: say so, go on with the others
+                row.status, row.error = "FAILED", f"checkpoint: {_first_line(str(exc)) or type(exc).__name__}"
+                log(f"  {m.name}: checkpoint FAILED: {row.error}")
+                continue
+            row.checkpoint_seconds, row.checkpoint_bytes = ckpt.seconds, ckpt.nbytes
+            row.info.update(ckpt.info)
+            done.append(m)
+        reference = kernels.probe(source, "summary", timeout=timeout) if done else {}
+        restored_tails: dict[str, str] = {}
+        for m in done:
+            row = rows[m.name]
+            try:
+                restored = m.restore(ctxs[m.name])
+            except Exception as exc:  # as above
+                row.status, row.error = "FAILED", f"restore: {_first_line(str(exc)) or type(exc).__name__}"
+                log(f"  {m.name}: restore FAILED: {row.error}")
+                continue
+            with restored.kernel as r:
+                row.restore_seconds = restored.seconds
+                row.info.update(restored.info)
+                after = kernels.probe(r, "summary", timeout=timeout)
+                row.differences, row.notes = _compare(_without(reference, m.own_names), _without(after, m.own_names))
+                try:
+                    restored_tails[m.name] = _tail(r, tail, timeout)
+                except (KernelError, TimeoutError) as exc:
+                    row.differences.append(f"after_restore cell raised: {_first_line(str(exc))}")
+        expected = _tail(source, tail, timeout)
+    for name, text in restored_tails.items():
+        if text != expected:
+            rows[name].differences.append("after_restore output differs from the source kernel's")
+            rows[name].info["tail_diff"] = {"source": expected[-3000:], "restored": text[-3000:]}
+    for m in done:
+        row = rows[m.name]
+        if row.status == "ok" and row.differences:
+            row.status = "INCORRECT"
+        row.migration_seconds = row.migration_at(bandwidth)
+        log(f"  {m.name}: {row.status}, checkpoint {row.checkpoint_seconds or 0:.2f} s "
+            f"({human_bytes(row.checkpoint_bytes or 0)}), restore {row.restore_seconds or 0:.2f} s")
+    return run_seconds
+
+
+def _without(summary: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k not in names}
+
+
+def measure_notebook(notebook: Path, methods: list[Method], rerun: bool, specs: dict[str, str], timeout: float,
+                     bandwidth: float) -> list[Row]:
+    rows = {m.name: Row(notebook.name, m.name) for m in methods}
+    groups: dict[str, list[Method]] = {}
+    for m in methods:
+        groups.setdefault(m.source, []).append(m)
+    if rerun:
+        groups.setdefault("shared", [])
+    run_seconds: dict[str, float | None] = {}
+    with tempfile.TemporaryDirectory(prefix="nbmigrate-compare-") as tmp:
+        for i, (key, group) in enumerate(groups.items()):
+            members = group or [_RunOnly()]
+            try:
+                run_seconds[key] = _source_run(notebook, members, rows, Path(tmp) / str(i), specs, timeout,
+                                               bandwidth)
+            except Exception as exc:  # a kernel that died or never started: these methods failed here
+                log(traceback.format_exc())
+                for m in group:
+                    if rows[m.name].status == "ok":
+                        rows[m.name].status, rows[m.name].error = "FAILED", _first_line(str(exc)) or type(exc).__name__
+                run_seconds[key] = None
+    out = [rows[m.name] for m in methods]
+    if rerun:
+        seconds = run_seconds.get("shared")
+        row = Row(notebook.name, RERUN, checkpoint_seconds=0.0, checkpoint_bytes=0, restore_seconds=seconds,
+                  notes=["restore = the source run's wall time (the same cells, fresh kernel); not re-run"])
+        if seconds is None:
+            row.status, row.error = "FAILED", "the notebook did not run"
+        row.migration_seconds = row.migration_at(bandwidth)
+        out.insert(min(len(out), sum(1 for m in methods if m.name.startswith("nbmigrate"))), row)
+    return out
+
+
+class _RunOnly(Method):
+    """A source run with no method in it (only RerunAll asked for)."""
+
+    name = "_run_only"
+
+
+def _methods(names: Sequence[str], peers: bool) -> tuple[list[Method], list[Row]]:
+    """The methods that can run here, and a skipped row for each that cannot."""
+    unknown = [n for n in names if n != RERUN and n not in FACTORIES]
+    if unknown:
+        raise SystemExit(f"bench compare: unknown method(s) {', '.join(unknown)}; known: {', '.join(ALL_METHODS)}")
+    chosen, skipped = [], []
+    for name in names:
+        if name == RERUN:
+            continue
+        m = FACTORIES[name]()
+        if m.needs_peers and not peers:
+            skipped.append(Row("*", name, status="skipped", error="needs the peers' virtualenv"))
+        else:
+            chosen.append(m)
+    return chosen, skipped
+
+
+def _project_has(packages: Sequence[str]) -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(p) is not None for p in packages)
+
+
+def run(notebooks: list[Path], out: Path, *, quick: bool, timeout: float, bandwidth: float = 274e6,
+        methods: Sequence[str] | None = None, peers: bool = True) -> str:
+    """Compare, write ``out`` (JSON) and compare.{csv,md} + PNG plots beside it; return the markdown.
+
+    ``methods`` picks from :data:`ALL_METHODS` (default: all). ``peers=False`` never makes the peers'
+    virtualenv: kernels then run the project's Python and methods needing peer packages are skipped.
+    """
+    names = list(methods) if methods is not None else ALL_METHODS
+    wanted = [FACTORIES[n]() for n in names if n in FACTORIES]
+    needs_venv = any(m.needs_peers or not _project_has(m.needs) for m in wanted)
+    interpreter = venv.ensure() if peers and needs_venv else None
+    chosen, skipped = _methods(names, interpreter is not None)
+    if interpreter is None:
+        keep = [m for m in chosen if _project_has(m.needs)]
+        skipped += [Row("*", m.name, status="skipped", error=f"needs {', '.join(m.needs)} in the kernel's environment")
+                    for m in chosen if m not in keep]
+        chosen = keep
+    python = str(interpreter) if interpreter is not None else kernels.project_python()
+    rows: list[Row] = []
+    modules = ["ipykernel_launcher", *(m.kernel_module for m in chosen)]
+    with isolated_environment(), kernels.kernelspecs(python, modules) as specs:
+        meta = machine()
+        meta["kernel_python"] = python
+        meta["versions"] = venv.versions(python)
+        for nb in notebooks:
+            log(f"{nb.name}: comparing {', '.join(m.name for m in chosen)}" + (f", {RERUN}" if RERUN in names else ""))
+            rows.extend(measure_notebook(nb, chosen, RERUN in names, specs, timeout, bandwidth))
+    data = {"machine": finish(meta),
+            "settings": {"quick": quick, "timeout": timeout, "bandwidth": bandwidth, "methods": names},
+            "skipped": [asdict(r) for r in skipped], "rows": [asdict(r) for r in rows]}
+    from . import compare_report
+
+    md = compare_report.write(out, data, rows, bandwidth)
+    log(f"wrote {out} and its .md/.csv/.png companions")
+    return md
