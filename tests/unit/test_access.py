@@ -835,12 +835,12 @@ def test_mapping_that_raises() -> None:
 
 
 def test_internal_failure_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nbmigrate import access
+    from nbmigrate.access import session as access_session
 
     def boom(*_a: Any, **_k: Any) -> Any:
         raise ZeroDivisionError
 
-    monkeypatch.setattr(access, "_finish_hazards", boom)
+    monkeypatch.setattr(access_session, "_finish_hazards", boom)
     r = analyze_cell("y = a + 1\n", {})
     assert r.conservative
     assert r.hazards == ("analysis failed: ZeroDivisionError",)
@@ -853,14 +853,14 @@ def test_function_globals_never_raises() -> None:
 
 
 def test_fifty_line_cell_is_fast() -> None:
-    from nbmigrate import access
+    from nbmigrate.access import syntax
 
     ns = session("import math\ndef f(v):\n    return math.sqrt(abs(v)) + offset\n")
     src = "\n".join(f"x{i} = f(sum([v * {i} for v in data_{i}])) + x{max(i - 1, 0)}" for i in range(50))
     analyze_cell(src, ns)  # warm the table
     best = float("inf")
     for _ in range(5):
-        access._facts_for.cache_clear()
+        syntax._facts_for.cache_clear()
         t0 = time.perf_counter()
         analyze_cell(src, ns)
         best = min(best, time.perf_counter() - t0)
