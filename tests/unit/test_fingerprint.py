@@ -1,7 +1,7 @@
 """Tests of the one-walk fingerprint: content digest, persistent identities, buffer spans.
 
 Every value is built inside the test that uses it: module-level objects of an imported module count as
-"library singletons" and are never recorded in ``ids`` (see ``fingerprint._Registry``).
+"library singletons" and are never recorded in ``ids`` (see ``nbmigrate.fingerprint.singletons._Registry``).
 """
 
 from __future__ import annotations
