@@ -1,0 +1,142 @@
+"""The hub recipe (docs/hub.md) with a real JupyterHub: a user's session survives its server being
+stopped (by an operator, or culled by jupyterhub-idle-culler) and comes back when the server is
+spawned again, through the store the servers share.
+
+Each case runs a small notebook's cells in a session, stops the server, spawns it again and opens
+the same notebook: its variables are back and its ``after_restore`` cells print what they print in a
+session that never stopped (a reference session on the first server, run to the end, then closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tests.hub.conftest import Hub, NotebookKernel
+
+pytestmark = [pytest.mark.hub, pytest.mark.kernel, pytest.mark.timeout(300)]
+
+NOTEBOOK = "work/analysis.ipynb"
+REFERENCE = "work/reference.ipynb"
+SECOND = "work/second.ipynb"
+
+CELLS = [
+    "%load_ext nbmigrate",
+    "import os\nimport numpy as np\nrng = np.random.default_rng(7)\ndata = rng.normal(size=2000)\n"
+    "alias = {'data': data}",
+    "def squares(n):\n    for i in range(n):\n        yield i * i\n\ngen = squares(10)\nnext(gen)",
+    "with open('numbers.txt', 'w') as f:\n    f.write('3 4 5')\n"
+    "with open('numbers.txt') as f:\n    numbers = [int(x) for x in f.read().split()]",
+    "data *= 2\ntotal = float(data.sum())",
+]
+AFTER_RESTORE = [
+    "print(round(total, 6), alias['data'] is data, numbers)",
+    "print(next(gen), next(gen))",
+    "data += 1\nprint(round(float(alias['data'].sum()), 6), os.path.basename(os.getcwd()))",
+]
+
+
+def write_notebook(home: Path, path: str) -> None:
+    """The notebook file in the user's home: cells, then the ``after_restore`` tail."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS] + [
+        nbformat.v4.new_code_cell(c, metadata={"tags": ["after_restore"]}) for c in AFTER_RESTORE]
+    target = home / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, target)
+
+
+def run(kernel: NotebookKernel, cells: list[str]) -> list[str]:
+    outputs = []
+    for cell in cells:
+        out = kernel.execute(cell)
+        assert out.error is None, f"cell {cell!r} in kernel {kernel.kernel_id} raised {out.error}"
+        outputs.append(out.text)
+    return outputs
+
+
+def start_session(hub: Hub, user: str) -> tuple[str, list[str]]:
+    """Spawn the user's server, write the notebooks, and run the reference session to the end (then
+    close it, so it is neither hibernated nor drained). Returns the server URL and the expected
+    ``after_restore`` outputs."""
+    url = hub.start_server(user)
+    for path in (NOTEBOOK, REFERENCE, SECOND):
+        write_notebook(hub.user_home(user), path)
+    reference = NotebookKernel(url, hub.token, REFERENCE)
+    try:
+        run(reference, CELLS)
+        expected = run(reference, AFTER_RESTORE)
+    finally:
+        reference.close()
+    response = hub.http.delete(f"{url}api/sessions/{reference.session['id']}", timeout=60)
+    assert response.status_code == 204, response.text
+    assert expected[2].split()[-1] == "work", "the reference kernel does not run in the notebook's folder"
+    return url, expected
+
+
+def reopen(hub: Hub, user: str, expected: list[str]) -> str:
+    """Spawn the user's server again, open the notebook, check that the session came back and that the
+    notebook said so (the extension's message comes with the first cell's output); the server's URL."""
+    url = hub.start_server(user)
+    kernel = NotebookKernel(url, hub.token, NOTEBOOK)
+    try:
+        outputs = run(kernel, AFTER_RESTORE)
+    finally:
+        kernel.close()
+    first = outputs[0].splitlines(keepends=True)
+    said = [line for line in kernel.unparented + first if line.startswith("nbmigrate: resumed")]
+    assert said, f"no resume message in the notebook; first output {outputs[0]!r}; hub log:\n{hub.server_log_tail()}"
+    outputs[0] = "".join(line for line in first if not line.startswith("nbmigrate: "))
+    assert outputs == expected, f"hub log:\n{hub.server_log_tail()}"
+    return url
+
+
+def test_stopped_server_resumes_sessions(hub_factory: Callable[..., Hub], s3_bucket: str) -> None:
+    """Two live notebooks, server stopped (DELETE, as the culler does: SIGINT to the server, which
+    drains its kernels into the S3 store) and spawned again: both sessions come back."""
+    hub = hub_factory(store=f"{s3_bucket}/sessions", hibernate_after="0", cull_timeout="0",
+                      drain_deadline="40", secret_key="hub-test-key")
+    url, expected = start_session(hub, "ada")
+    kernel = NotebookKernel(url, hub.token, NOTEBOOK)
+    second = NotebookKernel(url, hub.token, SECOND)
+    try:
+        run(kernel, CELLS)
+        run(second, ["%load_ext nbmigrate", "answer = 41"])
+    finally:
+        kernel.close()
+        second.close()
+
+    hub.stop_server("ada")
+
+    url = reopen(hub, "ada", expected)
+    other = NotebookKernel(url, hub.token, SECOND)
+    try:
+        assert other.execute("print(answer + 1)").text == "42\n"
+    finally:
+        other.close()
+
+
+def test_culled_server_resumes_hibernated_session(hub_factory: Callable[..., Hub], tmp_path: Path) -> None:
+    """The idle culler as a hub service with short timeouts: the kernel hibernates first (into a shared
+    folder), the culler then stops the idle server, and the respawned server resumes the session."""
+    store = tmp_path / "shared-store"
+    hub = hub_factory(store=str(store), hibernate_after="3", hibernate_check_interval="1",
+                      cull_timeout="12", cull_every="2", secret_key="hub-test-key",
+                      environment={"JUPYTERHUB_ACTIVITY_INTERVAL": "1"})
+    url, expected = start_session(hub, "grace")
+    kernel = NotebookKernel(url, hub.token, NOTEBOOK)
+    try:
+        run(kernel, CELLS)
+    finally:
+        kernel.close()
+
+    # Hibernated while the server still runs (asked without counting as activity), culled after.
+    hub.wait(lambda: not hub.http.get(f"{url}api/kernels?no_track_activity=1", timeout=30).json(),
+             30, "the idle kernel to hibernate")
+    assert any(store.joinpath("grace").iterdir()), f"nothing in the user's prefix of the store {store}"
+    hub.wait_stopped("grace", 90)
+
+    reopen(hub, "grace", expected)
