@@ -20,6 +20,30 @@ from jupyter_client.manager import KernelManager
 from .errors import NbmigrateError
 
 
+def _wait_for_ready(client: BlockingKernelClient, timeout: float, where: str) -> None:
+    """Wait until the kernel answers ``kernel_info`` on shell and its iopub channel is connected.
+
+    jupyter_client's own ``wait_for_ready`` gives up on the first missed heartbeat, and a kernel of a
+    busy server on a loaded machine misses one now and then; here only silence for the whole
+    ``timeout`` counts as a dead kernel.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg_id = client.kernel_info()
+        try:
+            reply = client.get_shell_msg(timeout=1)
+        except queue.Empty:
+            continue
+        if reply["parent_header"].get("msg_id") != msg_id or reply["msg_type"] != "kernel_info_reply":
+            continue
+        try:  # the kernel's status messages for that request reach iopub only once it is subscribed
+            client.get_iopub_msg(timeout=0.2)
+        except queue.Empty:
+            continue
+        return
+    raise KernelError(f"the kernel of {where} did not answer within {timeout:.0f} s")
+
+
 class KernelError(NbmigrateError):
     """A cell run through :class:`Kernel` raised (and the caller did not allow it)."""
 
@@ -76,7 +100,11 @@ class Kernel:
         client = BlockingKernelClient(connection_file=connection_file)
         client.load_connection_file()
         client.start_channels()
-        client.wait_for_ready(timeout=timeout)
+        try:
+            _wait_for_ready(client, timeout, connection_file)
+        except BaseException:
+            client.stop_channels()
+            raise
         return cls(client)
 
     @property
