@@ -12,10 +12,11 @@ The kernel answers on stdout with one line per event, each prefixed by :data:`MA
     {"event": "error", "type": "PlanError", "message": "..."}
 
 Operations: ``checkpoint`` (url, bandwidth, prefer, best_effort, storage_options), ``restore`` (url,
-trust, partial, storage_options), ``plan`` and ``status`` (text), ``ping`` (is the extension
-loaded?). A checkpoint of a kernel that never loaded the extension is refused with a message saying
-how to enable it, unless ``best_effort``: then monitoring starts now, every variable counts as
-pre-existing, and everything picklable is stored while the rest is reported by name.
+trust, partial, storage_options, cwd), ``plan`` and ``status`` (text), ``ping`` (is the extension
+loaded?), ``notice`` (text shown at the top of the user's next cell). A checkpoint of a kernel that
+never loaded the extension is refused with a message saying how to enable it, unless
+``best_effort``: then monitoring starts now, every variable counts as pre-existing, and everything
+picklable is stored while the rest is reported by name.
 """
 
 from __future__ import annotations
@@ -141,9 +142,15 @@ def _checkpoint(url: str, bandwidth: float | None = None, prefer: str = "balance
 
 
 def _restore(url: str, trust: bool = False, partial: bool = False,
-             storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+             storage_options: dict[str, Any] | None = None, cwd: str | None = None) -> dict[str, Any]:
     from .restore import restore
 
+    if cwd is not None:
+        # A kernel started without a notebook path runs in the server's folder; the session's files
+        # (and relative paths in the checkpoint) live in the notebook's.
+        import os
+
+        os.chdir(cwd)
     monitor = _monitor(load=True)
     report = restore(monitor, url, trust=trust, partial=partial, storage_options=storage_options,
                      progress=_progress)
@@ -174,10 +181,32 @@ def _ping() -> dict[str, Any]:
     return {"version": __version__, "monitoring": loaded}
 
 
+def _notice(text: str) -> dict[str, Any]:
+    """Print ``text`` once, at the top of the output of the next cell the user runs.
+
+    What a server did to this kernel behind the user's back (resumed a hibernated session, or failed
+    to) must show in the notebook; output of our own silent request never does. Silent requests do
+    not fire ``pre_run_cell``, so only a user's cell shows it.
+    """
+    from IPython.core.getipython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        raise NbmigrateError("a notice needs an IPython kernel")
+
+    def show(*_: Any) -> None:
+        shell.events.unregister("pre_run_cell", show)
+        sys.stdout.write(text.rstrip("\n") + "\n")
+
+    shell.events.register("pre_run_cell", show)
+    return {}
+
+
 _OPERATIONS: dict[str, Callable[..., dict[str, Any]]] = {
     "checkpoint": _checkpoint,
     "restore": _restore,
     "plan": _plan,
     "status": _status,
     "ping": _ping,
+    "notice": _notice,
 }

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,25 @@ class JupyterServer:
         self.kernels.append(kernel)
         return kernel
 
+    def session(self, path: str, kernel_id: str | None = None) -> dict[str, Any]:
+        """``POST /api/sessions`` for the notebook at ``path`` (as a frontend opening it does), in a new
+        kernel or in the existing ``kernel_id``; the session's model."""
+        kernel = {"id": kernel_id} if kernel_id else {"name": "python3"}
+        response = self.request("POST", "api/sessions", json={"path": path, "type": "notebook", "kernel": kernel})
+        assert response.status_code == 201, response.text
+        model: dict[str, Any] = response.json()
+        self.wait_idle(model["kernel"]["id"])
+        return model
+
+    def wait_idle(self, kernel_id: str) -> None:
+        """Wait until the kernel answers (through the extension's ping): a kernel that has just been
+        started can take seconds to answer its first request on a loaded machine."""
+        response = self.request("GET", f"api/nbmigrate/kernels/{kernel_id}/ping")
+        assert response.ok, response.text
+
+    def kernel_ids(self) -> list[str]:
+        return [k["id"] for k in self.request("GET", "api/kernels").json()]
+
     def stop(self) -> None:
         for kernel in self.kernels:
             kernel.client.stop_channels()
@@ -87,6 +106,15 @@ class JupyterServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=15)
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
+    """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
 
 
 def start_server(home: Path, *args: str, extension: bool = True, env: dict[str, str] | None = None,

@@ -24,12 +24,16 @@ the store URL must be one the kernel can write (the server's own file system for
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Dict, Float, Int, Unicode, default
+from tornado.ioloop import PeriodicCallback
+from traitlets import Bool, Dict, Enum, Float, Int, Unicode, default
 
 from nbmigrate import __version__
+
+from .hibernation import Elastic
 
 
 class NbmigrateExtension(ExtensionApp):
@@ -61,6 +65,45 @@ class NbmigrateExtension(ExtensionApp):
         "(it is streamed to the store, never held in memory).",
     ).tag(config=True)
 
+    hibernate_after = Float(
+        0.0, help="Seconds a kernel may stay idle (no execution, no client activity) before it is hibernated: "
+        "checkpointed to the store, recorded under <store_url>/hibernated/, then shut down. 0: never.",
+    ).tag(config=True)
+
+    hibernate_check_interval = Float(
+        30.0, help="Seconds between two looks for idle kernels (when hibernate_after > 0).",
+    ).tag(config=True)
+
+    hibernate_connected = Bool(
+        True, help="Also hibernate idle kernels that a client (a browser tab) is connected to. Idle means no "
+        "message either way, so an open but unused notebook counts as idle.",
+    ).tag(config=True)
+
+    hibernate_unmonitored = Bool(
+        False, help="Hibernate idle kernels that never loaded nbmigrate too, with a best-effort checkpoint (every "
+        "variable that can be stored is); such a kernel is shut down only if nothing had to be left out.",
+    ).tag(config=True)
+
+    resume = Enum(
+        ["auto", "manual"], "auto", help="auto: when a notebook with a hibernated session is opened (a session is "
+        "created for its path), restore the session into its new kernel before the first cell runs. manual: only "
+        "tell the user; resume with POST /api/nbmigrate/hibernated/<path>/resume.",
+    ).tag(config=True)
+
+    drain_deadline = Float(
+        25.0, help="Seconds the server spends checkpointing its kernels when it receives SIGTERM or SIGINT, before "
+        "it stops (keep it below the platform's grace period, e.g. Kubernetes' 30 s). 0: no drain.",
+    ).tag(config=True)
+
+    drain_concurrency = Int(
+        4, help="Kernels checkpointed at the same time during a drain (smallest first).",
+    ).tag(config=True)
+
+    elastic: Elastic
+    create_session_plainly: Any
+    """The session manager's own create_session: a session that resumes nothing (for the resume endpoint)."""
+    _idle_check: PeriodicCallback | None = None
+
     @default("store_url")
     def _default_store_url(self) -> str:
         return os.path.join(jupyter_data_dir(), "nbmigrate", "checkpoints")
@@ -69,6 +112,24 @@ class NbmigrateExtension(ExtensionApp):
         from .handlers import routes
 
         self.handlers.extend(routes())
+
+    def initialize_settings(self) -> None:
+        from .drain import install_signal_handlers
+        from .resume import install_session_hook
+
+        self.elastic = Elastic(self)
+        self.create_session_plainly = install_session_hook(self.elastic)
+        if float(self.drain_deadline) > 0:
+            install_signal_handlers(self.elastic)
+        if float(self.hibernate_after) > 0:
+            self._idle_check = PeriodicCallback(self.elastic.tick, 1000 * float(self.hibernate_check_interval))
+            self._idle_check.start()
+            self.log.info("nbmigrate: kernels idle for %.0f s are hibernated to %s", float(self.hibernate_after),
+                          self.store_url)
+
+    async def stop_extension(self) -> None:
+        if self._idle_check is not None:
+            self._idle_check.stop()
 
     def checkpoint_url(self, name: str) -> str:
         """The URL of checkpoint ``name`` (already checked by :func:`~.handlers.check_name`) in the store."""

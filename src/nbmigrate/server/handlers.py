@@ -16,6 +16,10 @@ code in a kernel, resource ``nbmigrate`` with read/write for the store)::
     GET  /api/nbmigrate/checkpoints                       {"store_url", "checkpoints": [{"name", "url"}]}
     GET  /api/nbmigrate/checkpoints/<name>/archive        the checkpoint as a tar stream (archive.py)
     PUT  /api/nbmigrate/checkpoints/<name>/archive        a tar stream -> checkpoint <name> in the store
+    POST /api/nbmigrate/drain                             {"deadline"?} -> {"deadline", "kernels": [outcome]}
+    GET  /api/nbmigrate/hibernated                        {"url", "hibernated": [record]}
+    POST /api/nbmigrate/hibernated/<path>/resume          {"kernel_id"?} -> {"kernel_id", "session_id",
+                                                           "record", "report", "seconds"}
 
 Errors are JSON ``{"message": ...}``: 400 for a malformed request (unknown field, bad checkpoint name,
 an archive member that has no place in a checkpoint), 404 for an unknown kernel or checkpoint; an
@@ -32,7 +36,6 @@ import asyncio
 import json
 import math
 import re
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -50,11 +53,11 @@ from nbmigrate.errors import IntegrityError, ManifestError, NbmigrateError, Stor
 from nbmigrate.remote import KernelError
 
 from .archive import CONTENT_TYPE, ArchiveError, ArchiveReceiver, ArchiveSource
-from .client import run_operation
+from .drain import drain
+from .kernels import KernelNotAnswering, UnknownKernel, checkpoint_name, run_kernel_operation
+from .resume import NothingToResume, ResumeFailed, resume
 
 if TYPE_CHECKING:
-    from jupyter_client.asynchronous.client import AsyncKernelClient
-
     from .extension import NbmigrateExtension
 
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -198,8 +201,7 @@ class KernelOperationHandler(NbmigrateHandler):
         options = _typed(body, "storage_options", dict, "an object")
         name = None
         if not url:
-            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
-            name = check_name(f"{kernel_id}-{stamp}")
+            name = check_name(checkpoint_name(kernel_id))
             url = self.app.checkpoint_url(name)
             if options is None and self.app.storage_options:
                 options = dict(self.app.storage_options)
@@ -231,38 +233,17 @@ class KernelOperationHandler(NbmigrateHandler):
         }
 
     async def _run(self, kernel_id: str, op: str, params: dict[str, Any]) -> dict[str, Any]:
-        if kernel_id not in self.kernel_manager:
-            raise ApiError(404, f"no kernel {kernel_id} on this server")
-        kernel = self.kernel_manager.get_kernel(kernel_id)
-        timeout = float(self.app.operation_timeout)
-        client = cast("AsyncKernelClient", kernel.client())
-        client.start_channels()
         try:
-            try:
-                # Also waits for a busy kernel to finish its cell, and makes sure our iopub subscription is
-                # live before the request goes out (output published before it would be lost).
-                await client.wait_for_ready(timeout=timeout)
-            except RuntimeError as exc:
-                raise ApiError(409, f"kernel {kernel_id} does not answer: {exc}") from None
-            incarnation = _incarnation(kernel)
-
-            async def alive() -> bool:
-                # The server restarts a kernel that died, in a new process that never got the request.
-                return _incarnation(kernel) == incarnation and bool(await ensure_async(kernel.is_alive()))
-
-            return await run_operation(client, op, timeout=timeout, alive=alive, **params)
+            return await run_kernel_operation(self.kernel_manager, kernel_id, op,
+                                              timeout=float(self.app.operation_timeout), **params)
+        except UnknownKernel as exc:
+            raise ApiError(404, str(exc)) from None
+        except KernelNotAnswering as exc:
+            raise ApiError(409, str(exc)) from None
         except TimeoutError as exc:
             raise ApiError(504, str(exc)) from None
         except NbmigrateError as exc:
             raise ApiError(_status_for(exc), str(exc), type(exc).__name__) from None
-        finally:
-            client.stop_channels()
-
-
-def _incarnation(kernel: Any) -> object:
-    """What changes when the server restarts a kernel: the process id its provisioner launched
-    (jupyter_client keeps the provisioner object across restarts). None where a provisioner has none."""
-    return getattr(getattr(kernel, "provisioner", None), "pid", None)
 
 
 class InfoHandler(NbmigrateHandler):
@@ -425,6 +406,78 @@ class ArchiveHandler(NbmigrateHandler):
         self.finish(set_content_type=CONTENT_TYPE)
 
 
+class DrainHandler(NbmigrateHandler):
+    """``POST /api/nbmigrate/drain``: checkpoint every kernel now, as on SIGTERM, without stopping."""
+
+    auth_resource = "kernels"
+
+    @web.authenticated
+    @_authorized_execute
+    async def post(self) -> None:
+        body = self.json_body(("deadline",))
+        deadline = _typed(body, "deadline", (int, float), "a number of seconds")
+        if deadline is None:
+            deadline = float(self.app.drain_deadline) or 25.0
+        if not math.isfinite(deadline) or deadline <= 0:
+            raise ApiError(400, f"'deadline' must be a positive number of seconds, got {deadline}")
+        outcomes = await drain(self.app.elastic, float(deadline))
+        self.finish(json.dumps({"deadline": deadline, "kernels": [o.to_dict() for o in outcomes]}))
+
+
+class HibernatedHandler(NbmigrateHandler):
+    """``GET /api/nbmigrate/hibernated``: the hibernation records in the store."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        records = self.app.elastic.records()
+        try:
+            found = await asyncio.to_thread(records.records)
+        except StoreError as exc:
+            raise ApiError(500, str(exc), type(exc).__name__) from None
+        self.finish(json.dumps({"url": records.url, "hibernated": [r.to_dict() for r in found]}))
+
+
+class ResumeHandler(NbmigrateHandler):
+    """``POST /api/nbmigrate/hibernated/<key>/resume``: restore a hibernated session now.
+
+    Into ``"kernel_id"`` when given; else into the kernel of the notebook's session (one is started,
+    in the notebook's folder, when there is none), or a new kernel for a session-less record.
+    """
+
+    auth_resource = "kernels"
+
+    @web.authenticated
+    @_authorized_execute
+    async def post(self, key: str) -> None:
+        body = self.json_body(("kernel_id",))
+        kernel_id = _typed(body, "kernel_id", str, "a kernel id")
+        elastic = self.app.elastic
+        record = await asyncio.to_thread(elastic.records().read, key)
+        if record is None:
+            raise ApiError(404, f"no hibernated session {key!r} in {self.app.store_url}")
+        session_id = None
+        if kernel_id is None and record.path:
+            for model in await elastic.session_manager.list_sessions():
+                if model.get("path") == record.path and model.get("kernel"):
+                    session_id, kernel_id = model["id"], model["kernel"]["id"]
+            if kernel_id is None:
+                model = await self.app.create_session_plainly(path=record.path, type="notebook",
+                                                              kernel_name=record.kernel_name)
+                session_id, kernel_id = model["id"], model["kernel"]["id"]
+        elif kernel_id is None:
+            kernel_id = await ensure_async(self.kernel_manager.start_kernel(kernel_name=record.kernel_name))
+        try:
+            result = await resume(elastic, key, str(kernel_id))
+        except NothingToResume as exc:
+            raise ApiError(404, str(exc)) from None
+        except UnknownKernel as exc:
+            raise ApiError(404, str(exc)) from None
+        except ResumeFailed as exc:
+            raise ApiError(409, str(exc), type(exc).__name__) from None
+        self.finish(json.dumps({"kernel_id": kernel_id, "session_id": session_id, **result}))
+
+
 def routes() -> list[tuple[str, type, dict[str, Any]]]:
     """The URL patterns (before the server's base URL is prepended) and their handlers."""
     return [
@@ -432,4 +485,7 @@ def routes() -> list[tuple[str, type, dict[str, Any]]]:
         (rf"/api/nbmigrate/kernels/(?P<kernel_id>[^/]+)/(?P<op>{'|'.join(_KERNEL_OPS)})", KernelOperationHandler, {}),
         (r"/api/nbmigrate/checkpoints/?", CheckpointsHandler, {}),
         (r"/api/nbmigrate/checkpoints/(?P<name>[^/]+)/archive", ArchiveHandler, {}),
+        (r"/api/nbmigrate/drain", DrainHandler, {}),
+        (r"/api/nbmigrate/hibernated/?", HibernatedHandler, {}),
+        (r"/api/nbmigrate/hibernated/(?P<key>.+)/resume", ResumeHandler, {}),
     ]
