@@ -33,8 +33,9 @@ lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
 
+# Every benchmark and bench/results/<date>/summary.md; e.g. `make bench BENCH_ARGS=--quick` for a short run.
 bench: $(STAMP_DEV)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -177,6 +177,11 @@ def mib(n: float | None) -> str:
     return "n/a" if n is None else f"{n / 2**20:.0f}"
 
 
+def rate(bps: float) -> str:
+    """Bytes per second as "1.23 GB/s" or, below 0.1 GB/s, "45.6 MB/s" (toy sizes stay readable)."""
+    return f"{bps / 1e9:.2f} GB/s" if bps >= 1e8 else f"{bps / 1e6:.1f} MB/s"
+
+
 def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from nbmigrate.reports import human_bytes
 
-from .common import table
+from .common import rate, table
 
 LIBRARIES = ("ipykernel", "ipython", "jupyter_client", "numpy", "scipy", "pandas", "zstandard", "xxhash", "fsspec",
              "matplotlib")
@@ -101,8 +101,8 @@ def _throughput_target(data: dict[str, Any] | None, failed: Sequence[str]) -> Ta
     if data is None:
         return Target(what, _absent("throughput", failed), None)
     ck, raw = data["checkpoint"], data["raw"]
-    figure = (f"{100 * data['checkpoint_vs_raw_write']:.0f} % ({ck['bps'] / 1e9:.2f} vs {raw['write_bps'] / 1e9:.2f} "
-              f"GB/s, {human_bytes(sum(data['array_bytes']))})")
+    figure = (f"{100 * data['checkpoint_vs_raw_write']:.0f} % ({rate(ck['bps'])} vs {rate(raw['write_bps'])}, "
+              f"{human_bytes(sum(data['array_bytes']))})")
     return Target(what, figure, bool(data["target"]["met"]))
 
 
@@ -125,9 +125,9 @@ def _headlines(folder: Path) -> list[str]:
         lines.append(f"- correctness: **{s['faithful']} / {s['notebooks']}** notebooks migrated faithfully "
                      "(same names, types, digests, aliasing, `after_restore` output)")
     if (t := _load(folder, "throughput")) is not None:
-        lines.append(f"- throughput: checkpoint {t['checkpoint']['bps'] / 1e9:.2f} GB/s, restore "
-                     f"{t['restore']['bps'] / 1e9:.2f} GB/s (raw disk: write {t['raw']['write_bps'] / 1e9:.2f}, "
-                     f"read {t['raw']['read_bps'] / 1e9:.2f} GB/s)")
+        lines.append(f"- throughput: checkpoint {rate(t['checkpoint']['bps'])}, restore {rate(t['restore']['bps'])} "
+                     f"(raw disk: write {rate(t['raw']['write_bps'])}, read {rate(t['raw']['read_bps'])}; "
+                     f"{human_bytes(sum(t['array_bytes']))} of arrays)")
     if (s := _load(folder, "scalability")) is not None and s["points"]:
         p = s["points"][-1]
         lines.append(f"- history graph at {p['executions']:,} cell executions ({p['live_variables']:,} variables): "

@@ -26,7 +26,18 @@ from nbmigrate.errors import NbmigrateError
 from nbmigrate.remote import Kernel
 from nbmigrate.reports import human_bytes
 
-from .common import QUIET, finish, isolated_environment, log, machine, plot_path, table, write_csv, write_outputs
+from .common import (
+    QUIET,
+    finish,
+    isolated_environment,
+    log,
+    machine,
+    plot_path,
+    rate,
+    table,
+    write_csv,
+    write_outputs,
+)
 
 FULL_BYTES = 4 * 2**30
 QUICK_BYTES = 2**30
@@ -162,7 +173,7 @@ def measure(total: int, *, timeout: float, scratch: Path | None = None) -> dict[
         folder = Path(tmp)
         log(f"throughput: raw disk, {human_bytes(sum(sizes))} in {len(sizes)} files at {folder}...")
         raw = raw_disk(folder, sizes)
-        log(f"  write {raw.write_bps / 1e9:.2f} GB/s, read {raw.read_bps / 1e9:.2f} GB/s")
+        log(f"  write {rate(raw.write_bps)}, read {rate(raw.read_bps)}")
         work, ckpt = folder / "work", folder / "checkpoint"
         work.mkdir()
         log(f"throughput: kernel A makes {len(sizes)} arrays and checkpoints them...")
@@ -228,7 +239,7 @@ def rows(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 def render(data: dict[str, Any]) -> str:
     m, raw = data["machine"], data["raw"]
-    body = [[r["what"], human_bytes(r["bytes"]), f"{r['seconds']:.2f}", f"{r['gb_per_s']:.2f}"] for r in rows(data)]
+    body = [[r["what"], human_bytes(r["bytes"]), f"{r['seconds']:.2f}", rate(r["gb_per_s"] * 1e9)] for r in rows(data)]
     met = "met" if data["target"]["met"] else "MISSED"
     return "\n".join([
         "## Checkpoint and restore throughput\n",
@@ -240,7 +251,7 @@ def render(data: dict[str, Any]) -> str:
         "verification). Raw: the same bytes in files of the same sizes, plain writes + fsync, read back "
         "after `POSIX_FADV_DONTNEED` (the checkpoint's blobs were dropped the same way before the restore; "
         f"{human_bytes(raw['cached_after_drop'])} of the raw files stayed cached).\n",
-        table(["operation", "bytes", "seconds", "GB/s"], body),
+        table(["operation", "bytes", "seconds", "rate"], body),
         f"\nCheckpoint / raw write: **{100 * data['checkpoint_vs_raw_write']:.0f} %** (target ≥ "
         f"{100 * data['target']['fraction']:.0f} %: **{met}**); restore / raw read: "
         f"{100 * data['restore_vs_raw_read']:.0f} %.\n",
