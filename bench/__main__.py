@@ -52,20 +52,23 @@ def _parser(benches: list[NotebookBench]) -> argparse.ArgumentParser:
                         help="fewer notebooks and smaller sizes (a few minutes instead of ~30)")
     shared.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
                         help=f"seconds allowed per cell or operation (default {DEFAULT_TIMEOUT:.0f})")
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, parents=[shared])
+    # Given before or after the command alike (SUPPRESS: a subparser's default must not mask the top level's).
+    repeat = argparse.ArgumentParser(add_help=False)
+    repeat.add_argument("--repeat", type=int, default=argparse.SUPPRESS,
+                        help="overhead: runs per side and notebook, best kept (default 1); "
+                             "scalability: plan runs per size, median kept (default 5)")
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, parents=[shared, repeat])
     parser.add_argument("--out-dir", type=Path, default=None,
                         help="folder for every result and summary.md (default bench/results/<date>/)")
-    parser.add_argument("--repeat", type=int, default=1, help="overhead: runs per side and notebook, best kept")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for bench in benches:
-        p = sub.add_parser(bench.name, help=bench.help, description=bench.help, parents=[shared])
+        parents = [shared, repeat] if bench.name == "overhead" else [shared]
+        p = sub.add_parser(bench.name, help=bench.help, description=bench.help, parents=parents)
         p.add_argument("--notebooks", nargs="+", default=[], metavar="NOTEBOOK_OR_DIR",
                        help="notebooks (or folders of them) to use instead of the corpus")
         p.add_argument("--out", type=Path, default=None,
                        help="JSON result; the other files go beside it "
                        f"(default bench/results/<date>/{bench.name}.json)")
-        if bench.name == "overhead":
-            p.add_argument("--repeat", type=int, default=1, help="runs per side and notebook, best kept (default 1)")
         if bench.name == "compare":
             p.add_argument("--bandwidth", type=float, default=274e6,
                            help="bytes/s of the transfer between checkpoint and restore (default 274e6)")
@@ -78,10 +81,9 @@ def _parser(benches: list[NotebookBench]) -> argparse.ArgumentParser:
                    help="folder on the disk to measure (default the system's temp folder)")
     p.add_argument("--out", type=Path, default=None, help="JSON result (default bench/results/<date>/throughput.json)")
     p = sub.add_parser("scalability", help="history-graph memory and plan time of synthetic long sessions",
-                       parents=[shared])
+                       parents=[shared, repeat])
     p.add_argument("--sizes", type=int, nargs="+", default=list(scalability.SIZES), metavar="CES",
                    help="cell executions per history (default 500 2000 5000 10000)")
-    p.add_argument("--repeat", type=int, default=5, help="plan runs per size, median kept (default 5)")
     p.add_argument("--out", type=Path, default=None, help="JSON result (default bench/results/<date>/scalability.json)")
     p = sub.add_parser("summary", help="(re)write summary.md from the results already in --out-dir")
     return parser
@@ -144,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser(benches).parse_args(argv)
     quick: bool = getattr(args, "quick", False)
     timeout: float = getattr(args, "timeout", DEFAULT_TIMEOUT)
+    repeat: int | None = getattr(args, "repeat", None)
     folder: Path = args.out_dir or default_out("")
     command: str | None = args.command
     if command is None:
-        return _everything(benches, folder, quick, timeout, max(1, args.repeat))
+        return _everything(benches, folder, quick, timeout, max(1, repeat or 1))
     if command == "summary":
         print(summary.write(folder))
         return 0
@@ -156,11 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         nbytes = int(args.bytes) if args.bytes is not None else None
         return _print(throughput.run(out, quick=quick, timeout=timeout, nbytes=nbytes, scratch=args.scratch))
     if command == "scalability":
-        return _print(scalability.run(out, sizes=tuple(args.sizes), repeat=max(1, args.repeat)))
+        return _print(scalability.run(out, sizes=tuple(args.sizes), repeat=max(1, repeat or 5)))
     bench = next(b for b in benches if b.name == command)
     extra: dict[str, object] = {}
     if command == "overhead":
-        extra["repeat"] = max(1, args.repeat)
+        extra["repeat"] = max(1, repeat or 1)
     if command == "compare":
         extra["bandwidth"] = args.bandwidth
         if args.methods:
