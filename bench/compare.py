@@ -160,6 +160,7 @@ def _source_run(notebook: Path, group: list[Method], rows: dict[str, Row], root:
             row.checkpoint_seconds, row.checkpoint_bytes = ckpt.seconds, ckpt.nbytes
             row.info.update(ckpt.info)
             done.append(m)
+            log(f"  {m.name}: checkpoint {ckpt.seconds:.2f} s, {human_bytes(ckpt.nbytes)}")
         reference = kernels.probe(source, "summary", timeout=timeout) if done else {}
         restored_tails: dict[str, str] = {}
         for m in done:
@@ -170,6 +171,7 @@ def _source_run(notebook: Path, group: list[Method], rows: dict[str, Row], root:
                 row.status, row.error = "FAILED", f"restore: {_first_line(str(exc)) or type(exc).__name__}"
                 log(f"  {m.name}: restore FAILED: {row.error}")
                 continue
+            log(f"  {m.name}: restore {restored.seconds:.2f} s")
             with restored.kernel as r:
                 row.restore_seconds = restored.seconds
                 row.info.update(restored.info)

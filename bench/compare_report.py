@@ -193,8 +193,9 @@ def render(data: dict[str, Any], rows: list[Row], bandwidth: float, plots: list[
         f"Migration = checkpoint + size ÷ {human_bytes(bandwidth)}/s + restore; kernel start-up is excluded. "
         "nbmigrate, DumpSession and PickleEach checkpoint one after the other from one source run (none of them "
         "changes the session); Kishu and ElasticNotebook instrument the kernel, so each has its own source run. "
-        "RerunAll's restore is the shared source run's wall time (the same cells in a fresh kernel), not a "
-        "second run; its correctness rests on the corpus's rerun check (`run_corpus.py --repeat 2`). "
+        "RerunAll's restore is the shared source run's wall time (the same cells in a fresh kernel, with "
+        "nbmigrate's monitor loaded: the overhead benchmark measures what that adds), not a second run; its "
+        "correctness rests on the corpus's rerun check (`run_corpus.py --repeat 2`). "
         "The page cache is not dropped (no root/sysctl in the harness): restores read checkpoints written "
         "seconds earlier, which favours every stored byte equally.\n",
         _main_table(rows, bandwidth),
@@ -270,3 +271,27 @@ def plot(out: Path, rows: list[Row], bandwidth: float, sweep: list[float]) -> li
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
     return paths
+
+
+def merge(parts: list[Path], out: Path) -> str:
+    """One result from several runs of ``compare`` (e.g. notebooks measured in separate sittings).
+
+    The machine block is the first run's, with every run's start and load listed under ``runs``.
+    """
+    from .compare import Row
+
+    datas = [json.loads(p.read_text()) for p in parts]
+    rows = [Row(**r) for d in datas for r in d["rows"]]
+    first = datas[0]
+    data = dict(first, rows=[r for d in datas for r in d["rows"]],
+                skipped=[s for d in datas for s in d.get("skipped", [])],
+                runs=[{"file": str(p), "date": d["machine"]["date"], "load_average": d["machine"]["load_average"],
+                       "load_average_end": d["machine"]["load_average_end"]}
+                      for p, d in zip(parts, datas, strict=True)])
+    return write(out, data, rows, float(first["settings"]["bandwidth"]))
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(merge([Path(a) for a in sys.argv[2:]], Path(sys.argv[1])))
