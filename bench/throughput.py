@@ -16,11 +16,14 @@ for clean pages. The JSON records how much of the data was still cached (``/proc
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from nbmigrate.errors import NbmigrateError
 from nbmigrate.remote import Kernel
@@ -166,11 +169,27 @@ def _restore(work: Path, ckpt: Path, timeout: float) -> dict[str, Any]:
     return {"wall_seconds": wall, "report": report}
 
 
+def check_room(folder: Path, total: int) -> None:
+    """Fail before starting when the disk or the memory cannot hold the run (a full disk mid-checkpoint
+    or an OOM-killed kernel would measure nothing and could disturb other work on the machine)."""
+    need_disk = 2 * total + 256 * 2**20  # raw files (deleted before the checkpoint) or checkpoint, + slack
+    free = shutil.disk_usage(folder).free
+    if free < need_disk:
+        raise ThroughputError(f"{folder} has {human_bytes(free)} free; measuring {human_bytes(total)} needs "
+                              f"{human_bytes(need_disk)} (pass --bytes or --scratch)")
+    available = psutil.virtual_memory().available
+    need_memory = int(1.5 * total)  # one kernel at a time holds the arrays, plus unpickling slack
+    if available < need_memory:
+        raise ThroughputError(f"{human_bytes(available)} of memory available; measuring {human_bytes(total)} "
+                              f"needs about {human_bytes(need_memory)} (pass --bytes)")
+
+
 def measure(total: int, *, timeout: float, scratch: Path | None = None) -> dict[str, Any]:
     """Raw disk, then checkpoint and restore of ``total`` bytes of arrays, all in one scratch folder."""
     sizes = array_sizes(total)
     with tempfile.TemporaryDirectory(prefix="nbmigrate-bench-throughput-", dir=scratch) as tmp:
         folder = Path(tmp)
+        check_room(folder, sum(sizes))
         log(f"throughput: raw disk, {human_bytes(sum(sizes))} in {len(sizes)} files at {folder}...")
         raw = raw_disk(folder, sizes)
         log(f"  write {rate(raw.write_bps)}, read {rate(raw.read_bps)}")
