@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from .arrow import _ArrowHandlers
-from .buffers import _np_bounds
+from .buffers import _dtype_desc, _hash_ndarray_bytes, _np_bounds
 from .numpy_arrays import _NumpyHandlers
 from .tokens import _len, _Op, _qual, _str, _tok_bool, _tok_int
 
@@ -75,13 +75,40 @@ class _PandasHandlers(_NumpyHandlers, _ArrowHandlers):
         ncols = len(cols)
         blknos = mgr.blknos
         blklocs = mgr.blklocs
-        self.emit(b"PD" + _str(_qual(t)) + _len(ncols) + _len(len(o.index)))
+        nrows = len(o.index)
+        self.emit(b"PD" + _str(_qual(t)) + _len(ncols) + _len(nrows))
         self.emit(_tok_bool(bool(o.flags.allows_duplicate_labels)))
+        # A wide frame has thousands of columns in a few blocks: a Python step per column would cost
+        # far more than hashing its bytes. Columns held by a numeric numpy block go in runs (adjacent
+        # in the frame and in the block), their headers all first and their bytes in column order, so
+        # the digest depends on the columns only, never on how pandas happens to group them in blocks.
+        headers: list[bytes] = []
         items: list[Any] = [cols, o.index]
-        for i in range(ncols):
-            items.append(_Op(self._op_pd_column, (blocks[int(blknos[i])], int(blklocs[i]))))
+        numbers, locs = blknos.tolist(), blklocs.tolist()
+        i = 0
+        while i < ncols:
+            blk = blocks[numbers[i]]
+            header = _numeric_column_header(blk.values, nrows)
+            if header is None:
+                items.append(_Op(self._op_pd_column, (blk, locs[i])))
+                i += 1
+                continue
+            j = i + 1
+            while j < ncols and numbers[j] == numbers[i] and locs[j] == locs[i] + (j - i):
+                j += 1
+            headers.append(header * (j - i))
+            items.append(_Op(self._op_pd_numeric, (blk.values, locs[i], locs[i] + j - i)))
+            i = j
+        self.emit(b"".join(headers))
         self._schedule_pd(items)
         self._schedule_attrs(o)
+
+    def _op_pd_numeric(self, arg: tuple[Any, int, int]) -> None:
+        """The bytes of columns ``start:stop`` of a numeric numpy block, one column after the other."""
+        values, start, stop = arg
+        self.count += stop - start
+        if self.live:
+            _hash_ndarray_bytes(self.emit, values[start:stop], sys.modules["numpy"])
 
     def _h_pdseries(self, o: Any, t: type) -> None:
         if not self._enter(o, t):
@@ -137,6 +164,16 @@ class _PandasHandlers(_NumpyHandlers, _ArrowHandlers):
         ca = o._pa_array
         self.emit(b"PX" + _str(_qual(t)) + _str(str(o.dtype)))
         self._arrow_content(ca.chunks, ca.type, True)
+
+
+def _numeric_column_header(values: Any, nrows: int) -> bytes | None:
+    """What ``_op_pd_column`` emits before the bytes of one column of this 2-D numpy block, or None
+    if the block's columns are walked one by one (object or string values, extension arrays)."""
+    np = sys.modules["numpy"]
+    if type(values) is not np.ndarray or values.ndim != 2 or values.dtype.hasobject or values.dtype.kind == "T":
+        return None
+    dt = values.dtype
+    return b"c" + _str(str(dt)) + b"A" + _str(_dtype_desc(dt)) + _len(1) + _len(nrows)
 
 
 def _pandas_copy_on_write() -> bool:
