@@ -31,9 +31,11 @@ import cloudpickle.cloudpickle as cloudpickle_impl
 import numpy as np
 import pytest
 
-import nbmigrate.serialize as ser
 from nbmigrate.errors import SerializationError
-from nbmigrate.serialize import Part, SerializedGroup, dump_group, load_group, pack_parts, unpack_parts
+from nbmigrate.serialize import Part, SerializedGroup, dump_group, load_group, pack_parts, stream_format, unpack_parts
+from nbmigrate.serialize import dump as serialize_dump
+from nbmigrate.serialize import load as serialize_load
+from nbmigrate.serialize import pickler as serialize_pickler
 
 torch = pytest.importorskip("torch")
 pd = pytest.importorskip("pandas")
@@ -105,7 +107,7 @@ def roundtrip(fresh_process: Callable[[], None]) -> Roundtrip:
 
 
 def main_stream(group: SerializedGroup) -> memoryview:
-    stream, _header = ser._split_envelope(memoryview(group.pickle))
+    stream, _header = serialize_load._split_envelope(memoryview(group.pickle))
     return stream
 
 
@@ -281,12 +283,12 @@ def count_intercepting_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many times dump_group had to use the pickler with a persistent_id hook."""
     passes: list[int] = []
 
-    class Spy(ser._InterceptingPickler):
+    class Spy(serialize_dump._InterceptingPickler):
         def __init__(self, *args: Any) -> None:
             passes.append(1)
             super().__init__(*args)
 
-    monkeypatch.setattr(ser, "_InterceptingPickler", Spy)
+    monkeypatch.setattr(serialize_dump, "_InterceptingPickler", Spy)
     return passes
 
 
@@ -297,7 +299,7 @@ def test_common_groups_use_the_pickler_without_persistent_id(
     values = {"floats": {str(i): float(i) for i in range(1000)}, "a": np.arange(10.0), "raw": bytearray(5)}
     dump_group({**values, "above": session["above"], "p": session["p"]}, session)
     assert passes == []  # a lone bytearray needs no hook: nothing else shares its memory
-    assert all("persistent_id" not in vars(c) for c in (ser._GroupPickler, cloudpickle.Pickler))
+    assert all("persistent_id" not in vars(c) for c in (serialize_pickler._GroupPickler, cloudpickle.Pickler))
 
 
 def test_plain_pickle_cannot_load_a_group_silently_wrong(session: dict[str, Any]) -> None:
@@ -465,11 +467,11 @@ def test_any_object_reducing_to_a_main_name_is_rejected() -> None:
 def test_loader_refuses_main_lookups() -> None:
     ns = run_cell(new_ns(), "x = 1")
     group = dump_group({"x": 1}, ns)
-    _stream, (names, n_oob, regions, refs) = ser._split_envelope(memoryview(group.pickle))
+    _stream, (names, n_oob, regions, refs) = serialize_load._split_envelope(memoryview(group.pickle))
     # {"x": __main__.y}, written by hand: our pickler never emits such a lookup
     crafted = b"\x80\x05}\x94\x8c\x01x\x94\x8c\x08__main__\x94\x8c\x01y\x94\x93\x94s."
     header = pickle.dumps((1, names, n_oob, tuple(regions), tuple(refs)), protocol=5)
-    blob = crafted + header + ser._TRAILER.pack(len(header), ser._MAGIC)
+    blob = crafted + header + stream_format._TRAILER.pack(len(header), stream_format._MAGIC)
     with pytest.raises(SerializationError, match=r"refusing to look up __main__\.y"):
         load_group(blob, [], new_ns())
 
@@ -522,7 +524,7 @@ def test_load_failure_is_a_serialization_error_and_restores_builtins(
     assert set(target) == {"__name__", "__builtins__"}
 
 
-@pytest.mark.parametrize("blob", [b"", b"short", b"x" * 40 + ser._TRAILER.pack(10, b"NOPE")])
+@pytest.mark.parametrize("blob", [b"", b"short", b"x" * 40 + stream_format._TRAILER.pack(10, b"NOPE")])
 def test_garbage_is_refused(blob: bytes) -> None:
     with pytest.raises(SerializationError, match="not a stored nbmigrate group"):
         load_group(blob, [], new_ns())
@@ -530,7 +532,7 @@ def test_garbage_is_refused(blob: bytes) -> None:
 
 def test_header_may_not_reference_globals() -> None:
     header = pickle.dumps((1, ("x",), 0, (), (), os.system), protocol=5)
-    blob = pickle.dumps({"x": 1}) + header + ser._TRAILER.pack(len(header), ser._MAGIC)
+    blob = pickle.dumps({"x": 1}) + header + stream_format._TRAILER.pack(len(header), stream_format._MAGIC)
     with pytest.raises(SerializationError, match="unreadable group header"):
         load_group(blob, [], new_ns())
 
@@ -1048,7 +1050,7 @@ def test_round_trip_into_a_fresh_process(session: dict[str, Any], tmp_path: Path
         path = tmp_path / f"buffer{i}"
         path.write_bytes(buffer)
         paths.append(str(path))
-    package_root = Path(ser.__file__).resolve().parents[1]
+    package_root = Path(serialize_dump.__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(package_root), os.environ.get("PYTHONPATH", "")])}
     script = tmp_path / "child.py"
     script.write_text(CHILD)
