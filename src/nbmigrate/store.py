@@ -109,6 +109,36 @@ def describe_store_error(exc: BaseException, url: str) -> str:
     return f"{url}: {_reason(exc)}"
 
 
+def read_manifest_bytes(fs: Any, root: str, url: str, *, missing: Callable[[], str] | None = None) -> bytes:
+    """The manifest document of the checkpoint at ``root`` on ``fs``: size-checked, unparsed, unverified.
+
+    The one reader of manifest bytes: :meth:`CheckpointStore.read_manifest` then verifies and parses
+    them; the copier and the server's archive stream pass them on untrusted (the reader at the other
+    end verifies). ``missing`` makes the "no checkpoint" message, and is called only then (the store's
+    looks for what an unfinished write left behind); by default it says the manifest is not at ``url``.
+    """
+    path = f"{root}/{MANIFEST_NAME}" if root else MANIFEST_NAME
+    where = f"{url.rstrip('/')}/{MANIFEST_NAME}"
+    with contextlib.suppress(Exception):
+        fs.invalidate_cache(root)  # object-store backends cache listings: see what is there now
+    try:
+        size = fs.size(path)
+        if size is not None and size > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"{where} is {size} bytes, larger than any nbmigrate manifest")
+        with fs.open(path, "rb") as f:
+            data = bytes(f.read(MAX_MANIFEST_BYTES + 1))
+    except FileNotFoundError:
+        message = missing() if missing is not None else f"no checkpoint at {url}: {MANIFEST_NAME} not found"
+        raise StoreError(message) from None
+    except NbmigrateError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"cannot read {describe_store_error(exc, where)}") from exc
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{where} is larger than any nbmigrate manifest")
+    return data
+
+
 def abandon_file(f: Any) -> None:
     """Close a file whose write failed without committing it where the backend allows it.
 
@@ -484,25 +514,7 @@ class CheckpointStore:
         key, :class:`ManifestError` when the content is malformed or from a newer nbmigrate.
         ``trust=True`` skips only the signature check; blob checksums are verified regardless.
         """
-        path = self._path(MANIFEST_NAME)
-        self._forget_listings(self.root)
-        try:
-            size = self.fs.size(path)
-            if size is not None and size > MAX_MANIFEST_BYTES:
-                raise ManifestError(
-                    f"{self._where(MANIFEST_NAME)} is {size} bytes, larger than any nbmigrate manifest"
-                )
-            with self.fs.open(path, "rb") as f:
-                data = f.read(MAX_MANIFEST_BYTES + 1)
-        except FileNotFoundError:
-            raise StoreError(self._missing_message()) from None
-        except NbmigrateError:
-            raise
-        except Exception as exc:
-            raise StoreError(f"cannot read {self._where(MANIFEST_NAME)}: {_reason(exc)}") from exc
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise ManifestError(f"{self._where(MANIFEST_NAME)} is larger than any nbmigrate manifest")
-
+        data = read_manifest_bytes(self.fs, self.root, self.url, missing=self._missing_message)
         try:
             document = loads_strict(data, what="manifest.json")
         except ManifestError as exc:

@@ -40,10 +40,10 @@ from .store import (
     BLOB_DIR,
     CHUNK,
     MANIFEST_NAME,
-    MAX_MANIFEST_BYTES,
     TMP_PREFIX,
     abandon_file,
     describe_store_error,
+    read_manifest_bytes,
     sync_file,
 )
 
@@ -144,32 +144,6 @@ class _Location:
     def remove_quietly(self, name: str) -> None:
         with contextlib.suppress(Exception):
             self.fs.rm(self.path(name))
-
-
-def read_manifest_bytes(fs: Any, root: str, url: str) -> bytes:
-    """The signed manifest document of the checkpoint at ``root`` on ``fs``, size-checked, unparsed.
-
-    Shared by the copier and the server's archive stream: both pass the bytes on without trusting
-    them (the reader at the other end verifies the signature and parses strictly).
-    """
-    path = f"{root}/{MANIFEST_NAME}" if root else MANIFEST_NAME
-    with contextlib.suppress(Exception):
-        fs.invalidate_cache(root)
-    try:
-        size = fs.size(path)
-        if size is not None and size > MAX_MANIFEST_BYTES:
-            raise ManifestError(f"{url}/{MANIFEST_NAME} is larger than any nbmigrate manifest")
-        with fs.open(path, "rb") as f:
-            data = bytes(f.read(MAX_MANIFEST_BYTES + 1))
-    except FileNotFoundError:
-        raise StoreError(f"no checkpoint at {url}: {MANIFEST_NAME} not found") from None
-    except NbmigrateError:
-        raise
-    except Exception as exc:
-        raise StoreError(f"cannot read {describe_store_error(exc, f'{url}/{MANIFEST_NAME}')}") from exc
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{url}/{MANIFEST_NAME} is larger than any nbmigrate manifest")
-    return data
 
 
 def finish_file(f: Any) -> None:

@@ -46,8 +46,16 @@ from typing import Any
 import fsspec.core
 
 from nbmigrate.errors import IntegrityError, NbmigrateError, StoreError
-from nbmigrate.store import BLOB_DIR, MANIFEST_NAME, MAX_MANIFEST_BYTES, TMP_PREFIX, abandon_file, describe_store_error
-from nbmigrate.transfer import CheckpointFile, checkpoint_files, finish_file, read_manifest_bytes
+from nbmigrate.store import (
+    BLOB_DIR,
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    TMP_PREFIX,
+    abandon_file,
+    describe_store_error,
+    read_manifest_bytes,
+)
+from nbmigrate.transfer import CheckpointFile, checkpoint_files, finish_file
 
 BLOCK = 512
 SLICE = 1024 * 1024
