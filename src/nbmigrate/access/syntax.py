@@ -564,7 +564,7 @@ class _Visitor(ast.NodeVisitor):
         return True
 
     def magic(self, name: str | None, line: str | None, cell: str | None, pos: Pos, cell_mode: bool) -> None:
-        """Account for one magic call (the per-magic rules are in the module docstring)."""
+        """Account for one magic call (the per-magic rules are in the package docstring)."""
         if name is None:
             self.b.reason("dynamic magic")
             return

@@ -23,7 +23,7 @@ class SerializedGroup:
 
     names: tuple[str, ...]
     pickle: bytes
-    """Main pickle stream + header stream + trailer (see the module docstring)."""
+    """Main pickle stream + header stream + trailer (see the package docstring)."""
     buffers: list[memoryview]
     """Region buffers then pickle's out-of-band buffers; zero-copy views of live memory, 1-D bytes."""
     seconds: float
