@@ -4,23 +4,24 @@ spawned again, through the store the servers share.
 
 Each case runs a small notebook's cells in a session, stops the server, spawns it again and opens
 the same notebook: its variables are back and its ``after_restore`` cells print what they print in a
-session that never stopped (a reference session on the first server, run to the end, then closed).
+session that never stopped (a local kernel that ran the notebook to the end).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from nbmigrate.remote import Kernel
 from tests.hub.conftest import Hub, NotebookKernel
 
 pytestmark = [pytest.mark.hub, pytest.mark.kernel, pytest.mark.timeout(300)]
 
 NOTEBOOK = "work/analysis.ipynb"
-REFERENCE = "work/reference.ipynb"
 SECOND = "work/second.ipynb"
 
 CELLS = [
@@ -58,50 +59,55 @@ def run(kernel: NotebookKernel, cells: list[str]) -> list[str]:
     return outputs
 
 
-def start_session(hub: Hub, user: str) -> tuple[str, list[str]]:
-    """Spawn the user's server, write the notebooks, and run the reference session to the end (then
-    close it, so it is neither hibernated nor drained). Returns the server URL and the expected
-    ``after_restore`` outputs."""
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """What the ``after_restore`` cells print in a session that never stopped: a local kernel, in a
+    folder named like the notebook's, that runs the notebook to the end."""
+    home = tmp_path_factory.mktemp("reference")
+    (home / "work").mkdir()
+    env = {**os.environ, "IPYTHONDIR": str(home / "ipython"), "NBMIGRATE_SECRET_FILE": str(home / "secret")}
+    with Kernel.start(cwd=str(home / "work"), env=env) as kernel:
+        outputs = [kernel.execute(cell).text for cell in [*CELLS, *AFTER_RESTORE]]
+    return outputs[len(CELLS):]
+
+
+def open_notebooks(hub: Hub, user: str, *paths: str) -> tuple[str, list[NotebookKernel]]:
+    """Spawn the user's server, write the notebook files into the user's home and open them."""
     url = hub.start_server(user)
-    for path in (NOTEBOOK, REFERENCE, SECOND):
+    for path in paths:
         write_notebook(hub.user_home(user), path)
-    reference = NotebookKernel(url, hub.token, REFERENCE)
-    try:
-        run(reference, CELLS)
-        expected = run(reference, AFTER_RESTORE)
-    finally:
-        reference.close()
-    response = hub.http.delete(f"{url}api/sessions/{reference.session['id']}", timeout=60)
-    assert response.status_code == 204, response.text
-    assert expected[2].split()[-1] == "work", "the reference kernel does not run in the notebook's folder"
-    return url, expected
+    return url, [NotebookKernel(url, hub.token, path) for path in paths]
+
+
+def without_resume_message(hub: Hub, output: str) -> str:
+    """The first cell's output without the extension's resume message, which must be there."""
+    lines = output.splitlines(keepends=True)
+    assert any(line.startswith("nbmigrate: resumed") for line in lines), (
+        f"no resume message in the notebook: first output {output!r}; hub log:\n{hub.server_log_tail()}")
+    return "".join(line for line in lines if not line.startswith("nbmigrate: "))
 
 
 def reopen(hub: Hub, user: str, expected: list[str]) -> str:
     """Spawn the user's server again, open the notebook, check that the session came back and that the
-    notebook said so (the extension's message comes with the first cell's output); the server's URL."""
+    notebook said so (the message comes with the first cell's output); the server's URL."""
     url = hub.start_server(user)
     kernel = NotebookKernel(url, hub.token, NOTEBOOK)
     try:
         outputs = run(kernel, AFTER_RESTORE)
     finally:
         kernel.close()
-    first = outputs[0].splitlines(keepends=True)
-    said = [line for line in kernel.unparented + first if line.startswith("nbmigrate: resumed")]
-    assert said, f"no resume message in the notebook; first output {outputs[0]!r}; hub log:\n{hub.server_log_tail()}"
-    outputs[0] = "".join(line for line in first if not line.startswith("nbmigrate: "))
+    outputs[0] = without_resume_message(hub, outputs[0])
     assert outputs == expected, f"hub log:\n{hub.server_log_tail()}"
     return url
 
 
-def test_stopped_server_resumes_sessions(hub_factory: Callable[..., Hub], s3_bucket: str) -> None:
+def test_stopped_server_resumes_sessions(hub_factory: Callable[..., Hub], s3_bucket: str,
+                                         expected: list[str]) -> None:
     """Two live notebooks, server stopped (DELETE, as the culler does: SIGINT to the server, which
     drains its kernels into the S3 store) and spawned again: both sessions come back."""
     hub = hub_factory(store=f"{s3_bucket}/sessions", hibernate_after="0", cull_timeout="0",
                       drain_deadline="40", secret_key="hub-test-key")
-    url, expected = start_session(hub, "ada")
-    kernel = NotebookKernel(url, hub.token, NOTEBOOK)
-    second = NotebookKernel(url, hub.token, SECOND)
+    _, (kernel, second) = open_notebooks(hub, "ada", NOTEBOOK, SECOND)
     try:
         run(kernel, CELLS)
         run(second, ["%load_ext nbmigrate", "answer = 41"])
@@ -114,20 +120,20 @@ def test_stopped_server_resumes_sessions(hub_factory: Callable[..., Hub], s3_buc
     url = reopen(hub, "ada", expected)
     other = NotebookKernel(url, hub.token, SECOND)
     try:
-        assert other.execute("print(answer + 1)").text == "42\n"
+        assert without_resume_message(hub, other.execute("print(answer + 1)").text) == "42\n"
     finally:
         other.close()
 
 
-def test_culled_server_resumes_hibernated_session(hub_factory: Callable[..., Hub], tmp_path: Path) -> None:
+def test_culled_server_resumes_hibernated_session(hub_factory: Callable[..., Hub], tmp_path: Path,
+                                                  expected: list[str]) -> None:
     """The idle culler as a hub service with short timeouts: the kernel hibernates first (into a shared
     folder), the culler then stops the idle server, and the respawned server resumes the session."""
     store = tmp_path / "shared-store"
     hub = hub_factory(store=str(store), hibernate_after="3", hibernate_check_interval="1",
-                      cull_timeout="12", cull_every="2", secret_key="hub-test-key",
+                      cull_timeout="15", cull_every="2", secret_key="hub-test-key",
                       environment={"JUPYTERHUB_ACTIVITY_INTERVAL": "1"})
-    url, expected = start_session(hub, "grace")
-    kernel = NotebookKernel(url, hub.token, NOTEBOOK)
+    url, (kernel,) = open_notebooks(hub, "grace", NOTEBOOK)
     try:
         run(kernel, CELLS)
     finally:
