@@ -35,7 +35,7 @@ from nbmigrate.costs import CostModel
 from nbmigrate.history import CellExecution, FileStamp, HistoryGraph
 from nbmigrate.plan import GroupSpec, make_plan
 
-from .common import finish, log, machine, plot_path, table, write_csv, write_outputs
+from .common import finish, log, machine, plot_path, source_line, table, write_csv, write_outputs
 
 SIZES = (500, 2_000, 5_000, 10_000)
 MAX_VARIABLES = 10_000
@@ -208,7 +208,7 @@ def render(data: dict[str, Any]) -> str:
     m = data["machine"]
     return "\n".join([
         "## Scalability of the history graph and the planner\n",
-        f"{m['date']}, nbmigrate {m['nbmigrate']} ({m['commit']}), Python {m['python']}. Synthetic sessions "
+        f"{m['date']}, {source_line(m)}, Python {m['python']}. Synthetic sessions "
         "(chains, fan-in, re-assignments, in-place mutations, co-variable groups, deletions, a few hazards; "
         f"at most {data['settings']['max_variables']:,} variables). *Graph* is what tracemalloc saw the "
         "history's objects hold; *manifest* its JSON; plan time is the median of "

@@ -37,6 +37,7 @@ from .common import (
     machine,
     plot_path,
     rate,
+    source_line,
     table,
     write_csv,
     write_outputs,
@@ -262,7 +263,8 @@ def render(data: dict[str, Any]) -> str:
     met = "met" if data["target"]["met"] else "MISSED"
     return "\n".join([
         "## Checkpoint and restore throughput\n",
-        f"{m['date']}, nbmigrate {m['nbmigrate']} ({m['commit']}), Python {m['python']}, {m['cpus']} CPUs. "
+        f"{m['date']}, {source_line(m)}, Python {m['python']}, {m['cpus']} CPUs, load average "
+        f"{m['load_average'][0]} at start, {m['load_average_end'][0]} at end. "
         f"{len(data['array_bytes'])} float64 arrays of random numbers ({human_bytes(sum(data['array_bytes']))}) "
         "from an unseeded generator, all stored; checkpoint to a local folder (default options: the "
         "checkpoint's seconds include its own bandwidth probe, fingerprinting, planning, hashing, "
