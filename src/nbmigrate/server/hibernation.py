@@ -56,6 +56,11 @@ class Outcome:
         return asdict(self)
 
 
+_OWN_MESSAGES = datetime.timedelta(seconds=2)
+"""The last iopub messages of our own request reach the server's activity tracker a little after the
+request is over; activity within this margin is ours, not the user's."""
+
+
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -69,7 +74,7 @@ class Elastic:
         self.busy: set[str] = set()
         """Kernels an operation of ours is using: never hibernated meanwhile."""
         self.declined: dict[str, datetime.datetime] = {}
-        """Kernels not hibernated, with their last_activity then: not retried until they are used again."""
+        """Kernels not hibernated, and when: not retried until they are used again."""
         self.drained: dict[str, tuple[str, datetime.datetime]] = {}
         """Kernels checkpointed by a drain that kept running: record key and last_activity at that time."""
         self.stopping = False
@@ -144,7 +149,7 @@ class Elastic:
         except (NbmigrateError, TimeoutError) as exc:
             status = "declined" if isinstance(exc, HibernationDeclined) else "failed"
             self.log.warning("nbmigrate: not hibernating %s: %s", label, exc)
-            self.declined[kernel_id] = kernel.last_activity
+            self.declined[kernel_id] = _utcnow() + _OWN_MESSAGES
             return Outcome(kernel_id, path, status, str(exc), seconds=time.monotonic() - started)
         if getattr(kernel, "execution_state", None) == "busy":
             # The user came back while we were checkpointing: their cell runs, the record is withdrawn.
@@ -182,7 +187,7 @@ class Elastic:
             if kernel_id in self.busy or activity is None or getattr(kernel, "execution_state", None) in (
                     "busy", "dead"):
                 continue
-            if self.declined.get(kernel_id) == activity:
+            if kernel_id in self.declined and activity <= self.declined[kernel_id]:
                 continue  # declined before and not used since: same answer
             if not self.app.hibernate_connected and self.kernel_manager.kernel_model(kernel_id).get("connections"):
                 continue
@@ -191,7 +196,7 @@ class Elastic:
             if kernel_id not in sessions:
                 self.log.info("nbmigrate: kernel %s is idle but belongs to no notebook session, so nothing could "
                               "resume it: not hibernated", kernel_id)
-                self.declined[kernel_id] = activity
+                self.declined[kernel_id] = _utcnow()
                 continue
             candidates.append(kernel_id)
         return list(await asyncio.gather(*(self.hibernate(k, sessions[k]) for k in candidates)))
@@ -204,7 +209,7 @@ class Elastic:
                 del self.drained[kernel_id]  # shut down: the record is exactly its last state
                 continue
             latest = getattr(self.kernel_manager.get_kernel(kernel_id), "last_activity", activity)
-            if latest > activity + datetime.timedelta(seconds=2):  # our own request's last messages are not use
+            if latest > activity + _OWN_MESSAGES:
                 del self.drained[kernel_id]
                 records = self.records()
                 record = await asyncio.to_thread(records.read, key)

@@ -7,7 +7,9 @@ same way, and never block the server's event loop (everything here is awaited on
 
 from __future__ import annotations
 
+import asyncio
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, cast
 
 from jupyter_core.utils import ensure_async
@@ -28,6 +30,12 @@ class KernelNotAnswering(NbmigrateError):
     """The kernel did not answer a kernel_info request in time (stuck, or still starting)."""
 
 
+_LOCKS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+"""One operation at a time per kernel. Clients made by ``kernel.client()`` share the kernel manager's
+session, hence its ZMQ identity: the kernel's ROUTER socket would send the replies of two concurrent
+clients to one of them, and the other would wait forever for its kernel_info reply."""
+
+
 def checkpoint_name(kernel_id: str) -> str:
     """A new checkpoint name for ``kernel_id``: ``<kernel id>-<UTC time to the millisecond>``."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
@@ -44,6 +52,12 @@ async def run_kernel_operation(kernel_manager: Any, kernel_id: str, op: str, *, 
     if kernel_id not in kernel_manager:
         raise UnknownKernel(f"no kernel {kernel_id} on this server")
     kernel = kernel_manager.get_kernel(kernel_id)
+    lock = _LOCKS.setdefault(kernel, asyncio.Lock())
+    async with lock:
+        return await _run_alone(kernel, kernel_id, op, timeout, params)
+
+
+async def _run_alone(kernel: Any, kernel_id: str, op: str, timeout: float, params: dict[str, Any]) -> dict[str, Any]:
     client = cast("AsyncKernelClient", kernel.client())
     client.start_channels()
     try:
