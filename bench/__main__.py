@@ -52,17 +52,18 @@ def _parser(benches: list[NotebookBench]) -> argparse.ArgumentParser:
                         help="fewer notebooks and smaller sizes (a few minutes instead of ~30)")
     shared.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
                         help=f"seconds allowed per cell or operation (default {DEFAULT_TIMEOUT:.0f})")
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--out-dir", type=Path, default=argparse.SUPPRESS,
+                       help="folder for the results and summary.md (default bench/results/<date>/)")
     # Given before or after the command alike (SUPPRESS: a subparser's default must not mask the top level's).
     repeat = argparse.ArgumentParser(add_help=False)
     repeat.add_argument("--repeat", type=int, default=argparse.SUPPRESS,
                         help="overhead: runs per side and notebook, best kept (default 1); "
                              "scalability: plan runs per size, median kept (default 5)")
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, parents=[shared, repeat])
-    parser.add_argument("--out-dir", type=Path, default=None,
-                        help="folder for every result and summary.md (default bench/results/<date>/)")
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, parents=[shared, where, repeat])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for bench in benches:
-        parents = [shared, repeat] if bench.name == "overhead" else [shared]
+        parents = [shared, where, repeat] if bench.name == "overhead" else [shared, where]
         p = sub.add_parser(bench.name, help=bench.help, description=bench.help, parents=parents)
         p.add_argument("--notebooks", nargs="+", default=[], metavar="NOTEBOOK_OR_DIR",
                        help="notebooks (or folders of them) to use instead of the corpus")
@@ -75,17 +76,17 @@ def _parser(benches: list[NotebookBench]) -> argparse.ArgumentParser:
             p.add_argument("--methods", nargs="+", default=None, choices=compare.ALL_METHODS, metavar="METHOD",
                            help=f"methods to compare (default all: {', '.join(compare.ALL_METHODS)})")
     p = sub.add_parser("throughput", help="checkpoint/restore GB/s of 4 GiB of arrays against the raw disk",
-                       parents=[shared])
+                       parents=[shared, where])
     p.add_argument("--bytes", type=float, default=None, help="bytes of arrays (default 4 GiB, 1 GiB with --quick)")
     p.add_argument("--scratch", type=Path, default=None,
                    help="folder on the disk to measure (default the system's temp folder)")
     p.add_argument("--out", type=Path, default=None, help="JSON result (default bench/results/<date>/throughput.json)")
     p = sub.add_parser("scalability", help="history-graph memory and plan time of synthetic long sessions",
-                       parents=[shared, repeat])
+                       parents=[shared, where, repeat])
     p.add_argument("--sizes", type=int, nargs="+", default=list(scalability.SIZES), metavar="CES",
                    help="cell executions per history (default 500 2000 5000 10000)")
     p.add_argument("--out", type=Path, default=None, help="JSON result (default bench/results/<date>/scalability.json)")
-    p = sub.add_parser("summary", help="(re)write summary.md from the results already in --out-dir")
+    sub.add_parser("summary", help="(re)write summary.md from the results already in --out-dir", parents=[where])
     return parser
 
 
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     quick: bool = getattr(args, "quick", False)
     timeout: float = getattr(args, "timeout", DEFAULT_TIMEOUT)
     repeat: int | None = getattr(args, "repeat", None)
-    folder: Path = args.out_dir or default_out("")
+    folder: Path = getattr(args, "out_dir", None) or default_out("")
     command: str | None = args.command
     if command is None:
         return _everything(benches, folder, quick, timeout, max(1, repeat or 1))
