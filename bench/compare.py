@@ -155,6 +155,7 @@ def _source_run(notebook: Path, group: list[Method], rows: dict[str, Row], root:
                 ckpt = m.checkpoint(source, ctxs[m.name])
             except Exception as exc:  # the method failed on this notebook: say so, go on with the others
                 row.status, row.error = "FAILED", f"checkpoint: {_first_line(str(exc)) or type(exc).__name__}"
+                row.info["error_detail"] = str(exc)[-4000:]
                 log(f"  {m.name}: checkpoint FAILED: {row.error}")
                 continue
             row.checkpoint_seconds, row.checkpoint_bytes = ckpt.seconds, ckpt.nbytes
@@ -169,6 +170,7 @@ def _source_run(notebook: Path, group: list[Method], rows: dict[str, Row], root:
                 restored = m.restore(ctxs[m.name])
             except Exception as exc:  # as above
                 row.status, row.error = "FAILED", f"restore: {_first_line(str(exc)) or type(exc).__name__}"
+                row.info["error_detail"] = str(exc)[-4000:]
                 log(f"  {m.name}: restore FAILED: {row.error}")
                 continue
             log(f"  {m.name}: restore {restored.seconds:.2f} s")

@@ -276,14 +276,20 @@ def plot(out: Path, rows: list[Row], bandwidth: float, sweep: list[float]) -> li
 def merge(parts: list[Path], out: Path) -> str:
     """One result from several runs of ``compare`` (e.g. notebooks measured in separate sittings).
 
-    The machine block is the first run's, with every run's start and load listed under ``runs``.
+    A later part's row for the same notebook and method replaces an earlier one (a method re-run alone
+    after a fix). The machine block is the first run's, with every run's start and load under ``runs``.
     """
     from .compare import Row
 
     datas = [json.loads(p.read_text()) for p in parts]
-    rows = [Row(**r) for d in datas for r in d["rows"]]
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for d in datas:
+        latest.update({(r["notebook"], r["method"]): r for r in d["rows"]})
+    order = {m: i for i, m in enumerate(dict.fromkeys(r["method"] for d in datas for r in d["rows"]))}
+    merged = sorted(latest.values(), key=lambda r: (r["notebook"], order[r["method"]]))
+    rows = [Row(**r) for r in merged]
     first = datas[0]
-    data = dict(first, rows=[r for d in datas for r in d["rows"]],
+    data = dict(first, rows=merged,
                 skipped=[s for d in datas for s in d.get("skipped", [])],
                 runs=[{"file": str(p), "date": d["machine"]["date"], "load_average": d["machine"]["load_average"],
                        "load_average_end": d["machine"]["load_average_end"]}

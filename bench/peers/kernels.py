@@ -62,8 +62,11 @@ def start(kernel_name: str, cwd: Path, env: dict[str, str] | None = None) -> Ker
                         startup_timeout=120)
 
 
-def silent_eval(kernel: Kernel, expression: str, timeout: float = 900) -> Any:
-    """Evaluate ``expression`` (which returns a JSON string) without a history entry or cell events."""
+def silent_eval(kernel: Kernel, expression: str, timeout: float = 900, what: str | None = None) -> Any:
+    """Evaluate ``expression`` (which returns a JSON string) without a history entry or cell events.
+
+    ``what`` names the request in errors (default: the start of the expression).
+    """
     client = kernel.client
     msg_id = client.execute("", silent=True, store_history=False, user_expressions={"value": expression})
     for _ in kernel._messages(msg_id, timeout, f"harness request {expression[:60]!r}"):
@@ -73,7 +76,8 @@ def silent_eval(kernel: Kernel, expression: str, timeout: float = 900) -> Any:
         reply = client.get_shell_msg(timeout=60)
     value = reply["content"].get("user_expressions", {}).get("value", {})
     if value.get("status") != "ok":
-        raise KernelError(f"harness request {expression[:80]!r} failed: {value.get('ename')}: {value.get('evalue')}")
+        raise KernelError(f"{what or repr(expression[:80])} failed in the kernel: "
+                          f"{value.get('ename')}: {value.get('evalue')}")
     return json.loads(ast.literal_eval(value["data"]["text/plain"]))
 
 
@@ -81,7 +85,7 @@ def probe(kernel: Kernel, function: str, *args: Any, timeout: float = 900) -> An
     """Call ``function(*args)`` of probe_kernel.py inside the kernel (arguments travel as a JSON literal)."""
     arguments = f"*__import__('json').loads({json.dumps(args)!r})"
     call = f"__import__('runpy').run_path({str(PROBE)!r})[{function!r}]({arguments})"
-    return silent_eval(kernel, call, timeout=timeout)
+    return silent_eval(kernel, call, timeout=timeout, what=function)
 
 
 def project_python() -> str:

@@ -7,7 +7,10 @@ its ``.kishudb`` (both live in the notebook's cwd, which the restore kernel shar
 across" costs their bytes at the benchmark bandwidth). The restore is ``init_kishu`` in a fresh kernel
 and a checkout of that commit. ``ENV_KISHU_TEST_MODE=1`` turns off Kishu's waits for a browser front end
 (notebook saves, page reloads), none of which exists here; ``KISHU_PATH_ROOT`` keeps its config out of
-the user's home.
+the user's home. Kishu finds its kernel's id in the connection file's name, which it expects to be
+Jupyter's ``kernel-<id>.json`` (jupyter_client names it otherwise when a harness starts the kernel):
+``TEST_NOTEBOOK_PATH`` makes it use a fixed id and the given notebook instead, which only labels its
+connection records.
 
 Kishu's per-cell commits happen during the source run, so its checkpoint time here is only the last
 commit: the rest is paid while the notebook runs (and is not in this table).
@@ -42,7 +45,8 @@ class Kishu(Method):
         self._commit: str | None = None
 
     def kernel_env(self, work: Path) -> dict[str, str]:
-        return {"ENV_KISHU_TEST_MODE": "1", "KISHU_PATH_ROOT": str(work.parent / "kishu-home")}
+        return {"ENV_KISHU_TEST_MODE": "1", "KISHU_PATH_ROOT": str(work.parent / "kishu-home"),
+                "TEST_NOTEBOOK_PATH": str(work / "kishu_notebook.ipynb")}
 
     def _init(self, kernel: Kernel, ctx: Context) -> None:
         kernels.silent_exec(kernel, f"__import__('kishu').init_kishu({str(_notebook(ctx))!r})", timeout=ctx.timeout)
