@@ -1,12 +1,13 @@
 """SIGKILL mid-checkpoint on the S3 store (issue 5, "same for the store on the S3 server").
 
-The kill loop of :mod:`tests.kernel.test_faults`, against ``s3://<bucket>/ckpt`` on a local moto
-server: kernel A writes a good checkpoint C1; per kill point, a fresh bucket gets a server-side copy of
-C1 and a fresh kernel rebuilds A's session, changes it to C2 and checkpoints to the same URL with the
-same test hook, dying at the chosen event. A fresh kernel then restores: C1 exactly before the manifest
-is in place, C2 exactly once it is, never a mix. Kernel A then checkpoints there again, which must leave
-no temporary manifest, probe or unreferenced blob in the bucket. A bucket that only saw a killed first
-checkpoint says "no checkpoint" (and "incomplete" when the writer left objects behind).
+The kill loop of :mod:`tests.kernel.test_faults` (its steps in :mod:`tests.kernel.faults_helpers`),
+against ``s3://<bucket>/ckpt`` on a local moto server: kernel A writes a good checkpoint C1; per kill
+point, a fresh bucket gets a server-side copy of C1 and a fresh kernel rebuilds A's session, changes it
+to C2 and checkpoints to the same URL with the same test hook, dying at the chosen event. A fresh
+kernel then restores: C1 exactly before the manifest is in place, C2 exactly once it is, never a mix.
+Kernel A then checkpoints there again, which must leave no temporary manifest, probe or unreferenced
+blob in the bucket. A bucket that only saw a killed first checkpoint says "no checkpoint" (and
+"incomplete" when the writer left objects behind).
 
 What differs from a local folder: s3fs buffers a file until close (blocks of 50 MiB), so a kill in the
 middle of a blob uploads nothing, and a close is a single PUT; and ``fs.mv`` is a server-side copy then a
@@ -16,7 +17,6 @@ the temporary manifest still there).
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,18 +27,18 @@ import pytest
 from nbmigrate.remote import Kernel
 from nbmigrate.store import BLOB_DIR, MANIFEST_NAME, PROBE_PREFIX, TMP_PREFIX, CheckpointStore
 from tests.cli.conftest import moto_endpoint  # noqa: F401  (the session's moto server, a fixture)
-from tests.kernel.test_faults import (
-    CHANGE,
+from tests.kernel.faults_helpers import (
     CHECKPOINT,
+    FIRST_CHECKPOINT,
     HOOK,
-    NEXT_GEN,
-    SUMMARY,
-    _dispose,
-    _Pool,
-    _restored_state,
-    _run_until_killed,
-    _silent,
-    _start_session,
+    Pool,
+    assert_kill_points_reached,
+    assert_no_checkpoint,
+    assert_restores,
+    checkpoint_c1_then_change,
+    hook,
+    kill_checkpoint,
+    lab_folders,
 )
 
 pytestmark = pytest.mark.kernel
@@ -66,12 +66,8 @@ _MV_S3 = '''
             at("renamed")
             return out
 '''
-assert _MV in HOOK, "the hook of test_faults changed: update _MV"
+assert _MV in HOOK, "the hook of faults_helpers changed: update _MV"
 HOOK_S3 = HOOK.replace(_MV, _MV_S3)
-
-
-def _hook(kill_at: str | None) -> str:
-    return HOOK_S3.replace("<<KILL_AT>>", repr(kill_at))
 
 
 # Kill points of C2 over C1 (blob1: big1, blob2: big2, blob3: small; the other blobs exist already).
@@ -87,11 +83,6 @@ AFTER_MANIFEST = [
     "renamed#1",  # after the move, before garbage collection
     "rm#1",       # garbage collection of C1's old blobs under way
 ]  # fmt: skip
-FIRST_CHECKPOINT = {
-    "open:blob1#1": "no checkpoint at {dest}: manifest.json not found",
-    "close:blob2#1": "an incomplete checkpoint was found",
-    "close:manifest#1": "an incomplete checkpoint was found",
-}
 
 
 @dataclass
@@ -101,7 +92,7 @@ class S3Lab:
     a: Kernel
     c1_bucket: str
     states: dict[str, dict[str, Any]]
-    pool: _Pool
+    pool: Pool
 
 
 def _keys(s3: Any, bucket: str) -> list[str]:
@@ -122,39 +113,22 @@ def s3lab(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto_endpoint}
     root = tmp_path_factory.mktemp("faults-s3")
-    work = root / "work"
-    work.mkdir()
-    (work / "data.csv").write_text("1,2,3\n4,5,6\n")
     with pytest.MonkeyPatch.context() as mp:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
             mp.delenv(name, raising=False)
         for name, value in aws.items():
             mp.setenv(name, value)
         s3 = boto3.client("s3")
-        env = {**os.environ, "NBMIGRATE_SECRET": "fault-tests-secret", "IPYTHONDIR": str(root / "ipython"),
-               "NBMIGRATE_SECRET_FILE": str(root / "secret"), "NBM_FAULT_TOKEN": "s3cret"}
+        work, env = lab_folders(root)
         a = Kernel.start(cwd=str(work), env=env)
-        pool = _Pool(work, env)
+        pool = Pool(work, env)
         try:
             a.execute("%load_ext nbmigrate")
-            _start_session(a, change=False)
             c1_bucket = _new_bucket(s3)
-            a.execute(CHECKPOINT.format(dest=f"s3://{c1_bucket}/ckpt", prefer="restore"))
-            states = {"C1": a.evaluate_json(SUMMARY)}
-            for cell in CHANGE:
-                a.execute(cell)
-            states["C2"] = a.evaluate_json(SUMMARY)
-            assert states["C1"]["variables"] != states["C2"]["variables"]
-            # the kill points must be events of a real C2-over-C1 checkpoint (dry run, nothing killed)
+            states = checkpoint_c1_then_change(a, f"s3://{c1_bucket}/ckpt")
             lab = S3Lab(s3, a, c1_bucket, states, pool)
             dry = _copy_of_c1(lab)
-            _silent(a, _hook(None))
-            a.execute(CHECKPOINT.format(dest=dry, prefer="restore"))
-            events = a.evaluate_json(
-                "__import__('json').dumps(__import__('sys').modules['nbmigrate.store'].fault_events)"
-            )
-            missing = [p for p in BEFORE_MANIFEST + AFTER_MANIFEST if p not in events]
-            assert not missing, f"kill points that a checkpoint never reaches: {missing}; events: {events}"
+            assert_kill_points_reached(a, dry, hook(None, HOOK_S3), BEFORE_MANIFEST + AFTER_MANIFEST)
             _no_strays(lab, dry)
             yield lab
         finally:
@@ -182,29 +156,13 @@ def _no_strays(lab: S3Lab, dest: str) -> None:
 @pytest.mark.parametrize("point", BEFORE_MANIFEST + AFTER_MANIFEST)
 def test_kill_during_s3_checkpoint(point: str, s3lab: S3Lab) -> None:
     dest = _copy_of_c1(s3lab)
-    killer = s3lab.pool.take()
-    try:
-        _start_session(killer, change=True)
-        _silent(killer, _hook(point))
-        _run_until_killed(killer, CHECKPOINT.format(dest=dest, prefer="restore"))
-    finally:
-        _dispose(killer)
+    kill_checkpoint(s3lab.pool, dest, hook(point, HOOK_S3), change=True)
     left = _keys(s3lab.s3, dest.removeprefix("s3://").split("/", 1)[0])
     if point in ("open:blob1#1", "write:blob1#2"):  # s3fs buffers until close: nothing uploaded
         assert left == _keys(s3lab.s3, s3lab.c1_bucket)
     tmp = [k for k in left if k.rsplit("/", 1)[-1].startswith(TMP_PREFIX)]
     assert len(tmp) == (1 if point in ("close:manifest#1", "copied#1") else 0), left
-
-    expected = "C2" if point in AFTER_MANIFEST else "C1"
-    restorer = s3lab.pool.take()
-    try:
-        result = restorer.execute(f"%restore {dest}", allow_error=True)
-        assert result.error is None, f"restore after a kill at {point} failed: {result.error}\n{result.stdout}"
-        variables, next_gen = _restored_state(restorer)
-    finally:
-        restorer.shutdown()
-    assert variables == s3lab.states[expected]["variables"], f"not {expected} after a kill at {point}"
-    assert next_gen == NEXT_GEN[expected]
+    assert_restores(s3lab.pool, dest, point, "C2" if point in AFTER_MANIFEST else "C1", s3lab.states)
 
     # The same URL takes the next checkpoint, which leaves nothing of the killed one behind.
     s3lab.a.execute(CHECKPOINT.format(dest=dest, prefer="restore"))
@@ -214,21 +172,7 @@ def test_kill_during_s3_checkpoint(point: str, s3lab: S3Lab) -> None:
 @pytest.mark.parametrize("point", list(FIRST_CHECKPOINT))
 def test_killed_first_s3_checkpoint(point: str, s3lab: S3Lab) -> None:
     dest = f"s3://{_new_bucket(s3lab.s3)}/ckpt"
-    killer = s3lab.pool.take()
-    try:
-        _start_session(killer, change=False)
-        _silent(killer, _hook(point))
-        _run_until_killed(killer, CHECKPOINT.format(dest=dest, prefer="restore"))
-    finally:
-        _dispose(killer)
-    restorer = s3lab.pool.take()
-    try:
-        result = restorer.execute(f"%restore {dest}", allow_error=True)
-    finally:
-        restorer.shutdown()
-    assert result.error is not None and result.error.startswith("StoreError")
-    assert f"no checkpoint at {dest}" in result.error
-    assert FIRST_CHECKPOINT[point].format(dest=dest) in result.error
+    kill_checkpoint(s3lab.pool, dest, hook(point, HOOK_S3), change=False)
+    error = assert_no_checkpoint(s3lab.pool, dest, point)
     if point == "open:blob1#1":
-        assert "incomplete" not in result.error
-
+        assert "incomplete" not in error
