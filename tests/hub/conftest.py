@@ -32,7 +32,7 @@ from tests.cli.conftest import moto_endpoint, s3_bucket  # noqa: F401  (the S3 s
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "examples" / "hub" / "jupyterhub_config.py"
-CHP_VERSION = "5"
+CHP_VERSION = "5.3.0"
 ADMIN_SERVICE = "nbmigrate-test"
 
 
@@ -175,12 +175,13 @@ c.JupyterHub.load_roles.append({{"name": {service!r}, "services": [{service!r}],
 
 @pytest.fixture
 def hub_factory(tmp_path: Path, proxy_command: str) -> Iterator[Callable[..., Hub]]:
-    """``start(**recipe_env)``: a hub in tmp_path/hub running the recipe with these NBMIGRATE_HUB_*
-    values (e.g. ``CULL_TIMEOUT="0"``), plus ``environment`` for the user servers; stopped at teardown."""
+    """``start(**recipe_env)``: a hub in tmp_path/hub-<n> running the recipe with these NBMIGRATE_HUB_*
+    values (e.g. ``cull_timeout="0"``), plus ``environment`` for the user servers; stopped at teardown.
+    Hubs started in one test share nothing but what the test gives them (a store, a secret key)."""
     started: list[Hub] = []
 
     def start(environment: dict[str, str] | None = None, **recipe: str) -> Hub:
-        home = tmp_path / "hub"
+        home = tmp_path / f"hub-{len(started)}"
         (home / "homes").mkdir(parents=True)
         token = secrets.token_hex(16)
         port = _free_port()

@@ -10,6 +10,7 @@ session that never stopped (a local kernel that ran the notebook to the end).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,12 +102,15 @@ def reopen(hub: Hub, user: str, expected: list[str]) -> str:
     return url
 
 
-def test_stopped_server_resumes_sessions(hub_factory: Callable[..., Hub], s3_bucket: str,
-                                         expected: list[str]) -> None:
-    """Two live notebooks, server stopped (DELETE, as the culler does: SIGINT to the server, which
-    drains its kernels into the S3 store) and spawned again: both sessions come back."""
-    hub = hub_factory(store=f"{s3_bucket}/sessions", hibernate_after="0", cull_timeout="0",
-                      drain_deadline="40", secret_key="hub-test-key")
+def test_stopped_server_resumes_sessions_elsewhere(hub_factory: Callable[..., Hub], s3_bucket: str,
+                                                   expected: list[str]) -> None:
+    """Two live notebooks; the server is stopped as the culler does (DELETE: SIGINT to the server, which
+    drains its kernels into the S3 store); the user comes back on another hub (another "node": other
+    processes, another home, sharing only the store, the hub's secret key and the user's files): both
+    sessions come back."""
+    recipe = {"store": f"{s3_bucket}/sessions", "hibernate_after": "0", "cull_timeout": "0",
+              "drain_deadline": "40", "secret_key": "hub-test-key"}
+    hub = hub_factory(**recipe)
     _, (kernel, second) = open_notebooks(hub, "ada", NOTEBOOK, SECOND)
     try:
         run(kernel, CELLS)
@@ -116,11 +120,14 @@ def test_stopped_server_resumes_sessions(hub_factory: Callable[..., Hub], s3_buc
         second.close()
 
     hub.stop_server("ada")
+    hub.stop()
 
-    url = reopen(hub, "ada", expected)
-    other = NotebookKernel(url, hub.token, SECOND)
+    elsewhere = hub_factory(**recipe)
+    shutil.copytree(hub.user_home("ada") / "work", elsewhere.user_home("ada") / "work")  # a home volume
+    url = reopen(elsewhere, "ada", expected)
+    other = NotebookKernel(url, elsewhere.token, SECOND)
     try:
-        assert without_resume_message(hub, other.execute("print(answer + 1)").text) == "42\n"
+        assert without_resume_message(elsewhere, other.execute("print(answer + 1)").text) == "42\n"
     finally:
         other.close()
 
