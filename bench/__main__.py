@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import inspect
 import sys
 import time
 import traceback
@@ -92,13 +93,20 @@ def _parser(benches: list[NotebookBench]) -> argparse.ArgumentParser:
 
 def _run_notebooks(bench: NotebookBench, given: list[str], out: Path, quick: bool, timeout: float,
                    **extra: object) -> int:
-    chosen = bench.module.select_notebooks(expand_notebooks(given), quick)
+    """Select the notebooks and run ``bench``. A module without its own ``select_notebooks`` gets the
+    benchmark corpus (as ``overhead`` selects it), and only the keywords its ``run`` accepts: the
+    optional modules are written in parallel with this one and need not follow the convention."""
+    select = getattr(bench.module, "select_notebooks", overhead.select_notebooks)
+    chosen = select(expand_notebooks(given), quick)
     if chosen is None:
         log(f"bench {bench.name}: the benchmark notebooks are not at {CORPUS / 'benchmark'} (the shared corpus "
             "lives beside the clone; set NBMIGRATE_CORPUS or pass --notebooks). Nothing measured.")
         return 0
     log(f"bench {bench.name}: {', '.join(p.name for p in chosen)}")
-    print(bench.module.run(chosen, out, quick=quick, timeout=timeout, **extra), flush=True)
+    accepted = inspect.signature(bench.module.run).parameters
+    options = {k: v for k, v in {"quick": quick, "timeout": timeout, **extra}.items() if k in accepted}
+    result = bench.module.run(chosen, out, **options)
+    print(result if isinstance(result, str) else f"bench {bench.name}: wrote {out}", flush=True)
     return 0
 
 

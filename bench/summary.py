@@ -140,8 +140,17 @@ def _headlines(folder: Path) -> list[str]:
                      f"JSON in the manifest; plan {p['plan_ms_median']:.0f} ms")
     if (m := _load(folder, "migration")) is not None:
         moves = m.get("moves", [])
-        ok = sum(1 for r in moves if r.get("faithful"))
-        lines.append(f"- server-to-server moves (CLI, streamed and via S3): {ok} / {len(moves)} faithful")
+        faithful = sum(1 for r in moves if r.get("faithful"))
+        lines.append(f"- server-to-server moves (CLI, streamed and via S3): {faithful} / {len(moves)} faithful")
+    hibernation = folder / "hibernation.json"
+    rows = json.loads(hibernation.read_text()) if hibernation.is_file() else None
+    if isinstance(rows, list) and rows:
+        done = [r for r in rows if not r.get("error")]
+        freed = sum(r.get("memory_freed") or 0 for r in done)
+        resumes = sorted(r["open_seconds"] for r in done if r.get("open_seconds") is not None)
+        lines.append(f"- hibernation: {len(done)} / {len(rows)} notebooks hibernated and resumed, "
+                     f"{human_bytes(freed)} of kernel memory freed in all"
+                     + (f", resume (kernel start + restore) {resumes[0]:.1f}–{resumes[-1]:.1f} s" if resumes else ""))
     if (o := _load(folder, "overhead")) is not None:
         hooks = [r["hooks_seconds"] for r in o["notebooks"] if r.get("hooks_seconds") is not None]
         if hooks:
@@ -224,8 +233,8 @@ def render(folder: Path, *, durations: dict[str, float] | None = None, failed: S
         total = sum(durations.values())
         out.append(f"\nRun time: {total / 60:.1f} min (" + ", ".join(f"{n} {s / 60:.1f}" for n, s in durations.items())
                    + ")" + (f"; failed: {', '.join(failed)}" if failed else "") + ".")
-    details = [n for n in ("compare", "overhead", "correctness", "migration", "hibernation", "throughput",
-                           "scalability") if (folder / f"{n}.md").is_file()]
+    details = [n for n in ("compare", "overhead", "correctness", "migration", "throughput", "scalability")
+               if (folder / f"{n}.md").is_file()]
     if details:
         out.append("\nDetails: " + ", ".join(f"[{n}]({n}.md)" for n in details) + ".")
     return "\n".join(out) + "\n"
