@@ -25,7 +25,8 @@ DEFAULT_TIMEOUT = 1800.0
 
 @dataclass(frozen=True)
 class NotebookBench:
-    """A benchmark over notebooks: ``select_notebooks(given, quick)`` and ``run(notebooks, out, quick=, timeout=)``."""
+    """A benchmark over notebooks: ``run(notebooks, out, ...)``, usually also ``select_notebooks(given, quick)``
+    (see :func:`_run_notebooks` for the modules that differ)."""
 
     name: str
     help: str
@@ -50,7 +51,7 @@ def _notebook_benches() -> list[NotebookBench]:
 def _parser(benches: list[NotebookBench]) -> argparse.ArgumentParser:
     shared = argparse.ArgumentParser(add_help=False)
     shared.add_argument("--quick", action="store_true", default=argparse.SUPPRESS,
-                        help="fewer notebooks and smaller sizes (a few minutes instead of ~30)")
+                        help="fewer notebooks and smaller sizes (run times: bench/README.md)")
     shared.add_argument("--timeout", type=float, default=argparse.SUPPRESS,
                         help=f"seconds allowed per cell or operation (default {DEFAULT_TIMEOUT:.0f})")
     where = argparse.ArgumentParser(add_help=False)
