@@ -32,7 +32,7 @@ HIBERNATE_CHECK_INTERVAL = float(os.environ.get("NBMIGRATE_HUB_HIBERNATE_CHECK_I
 CULL_TIMEOUT = int(os.environ.get("NBMIGRATE_HUB_CULL_TIMEOUT", "3600"))
 CULL_EVERY = int(os.environ.get("NBMIGRATE_HUB_CULL_EVERY", "300"))
 # Seconds a stopping server has to checkpoint its live kernels. JupyterHub waits
-# Spawner.interrupt_timeout after its SIGINT before it sends SIGTERM, then SIGKILL: give it more.
+# LocalProcessSpawner.interrupt_timeout after its SIGINT before it sends SIGTERM, then SIGKILL: give it more.
 DRAIN_DEADLINE = float(os.environ.get("NBMIGRATE_HUB_DRAIN_DEADLINE", "60"))
 # Hub-wide key from which each user's checkpoint-signing secret is derived (unset: every server
 # keeps its own secret in the user's home, which is enough only when homes follow the user).
@@ -79,7 +79,7 @@ c.Spawner.pre_spawn_hook = nbmigrate_options
 c.Spawner.environment = {name: os.environ[name] for name in STORE_ENV if name in os.environ}
 if SECRET_KEY:
     c.Spawner.environment["NBMIGRATE_SECRET"] = user_secret
-c.Spawner.interrupt_timeout = int(DRAIN_DEADLINE) + 15
+c.LocalProcessSpawner.interrupt_timeout = int(DRAIN_DEADLINE) + 15  # KubeSpawner: delete_grace_period
 
 if CULL_TIMEOUT:
     c.JupyterHub.services = [{
