@@ -2,7 +2,10 @@
 
 ``extension.py`` is the ExtensionApp and its configuration, ``handlers.py`` the REST endpoints,
 ``archive.py`` a checkpoint as a tar stream (both directions, checked), ``client.py`` the client
-half (the async operation runner the handlers use, and the blocking REST client the CLI uses).
+half (the async operation runner the handlers use, and the blocking REST client the CLI uses),
+``kernels.py`` operations in the server's own kernels. Elastic sessions: ``hibernation.py`` (idle
+kernels to the store), ``records.py`` (hibernation records, in the store), ``resume.py`` (back when
+the notebook is opened), ``drain.py`` (every kernel on SIGTERM/SIGINT or on request).
 
 Enable it with ``jupyter server extension enable nbmigrate.server``; installing nbmigrate enables it
 through ``etc/jupyter/jupyter_server_config.d/nbmigrate.json``.

@@ -16,6 +16,14 @@ Configured like every Jupyter option, in ``jupyter_server_config.py``::
 
 or on the command line: ``jupyter lab --NbmigrateExtension.store_url=/data/checkpoints``.
 
+Elastic sessions (docs/elastic.md): ``hibernate_after`` checkpoints and shuts down idle kernels
+(:mod:`.hibernation`), ``resume`` restores them when their notebook is opened again, on any server
+sharing the store (:mod:`.resume`), and ``drain_deadline`` checkpoints every kernel on SIGTERM/SIGINT
+(:mod:`.drain`)::
+
+    c.NbmigrateExtension.hibernate_after = 3600
+    c.NbmigrateExtension.drain_deadline = 25
+
 The endpoints are described in :mod:`nbmigrate.server.handlers`. They use the server's token and
 XSRF rules unchanged; every kernel operation runs inside the kernel the server already manages, so
 the store URL must be one the kernel can write (the server's own file system for local kernels).
