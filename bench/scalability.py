@@ -54,7 +54,7 @@ class Point:
     groups: int
     reads: int
     graph_bytes: int
-    """tracemalloc: bytes allocated and still held after building the graph."""
+    """tracemalloc: bytes still held after building the graph (and the group specs the planner takes)."""
     graph_peak_bytes: int
     manifest_bytes: int
     """The history's JSON as it goes into the manifest."""
