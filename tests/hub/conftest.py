@@ -106,7 +106,7 @@ class Hub:
         server: dict[str, Any] | None = response.json().get("servers", {}).get("")
         return server
 
-    def start_server(self, user: str, timeout: float = 90) -> str:
+    def start_server(self, user: str, timeout: float = 180) -> str:
         """Spawn the user's server (creating the user if needed) and return its URL through the proxy."""
         if self.api("GET", f"users/{user}").status_code == 404:
             self.api("POST", f"users/{user}").raise_for_status()
@@ -115,7 +115,7 @@ class Hub:
         self.wait(lambda: bool((s := self.user_server(user)) and s.get("ready")), timeout, f"{user}'s server to start")
         return f"{self.url}user/{user}/"
 
-    def stop_server(self, user: str, timeout: float = 90) -> None:
+    def stop_server(self, user: str, timeout: float = 180) -> None:
         """Stop the user's server as the idle culler does (``DELETE /hub/api/users/<u>/server``)."""
         response = self.api("DELETE", f"users/{user}/server", timeout=timeout)
         assert response.status_code in (202, 204), f"stop {user}: {response.status_code} {response.text}"
@@ -198,7 +198,7 @@ def hub_factory(tmp_path: Path, proxy_command: str) -> Iterator[Callable[..., Hu
                                    stdout=log, stderr=subprocess.STDOUT, cwd=home, env=env)
         hub = Hub(home=home, url=f"http://127.0.0.1:{port}/", token=token, process=process)
         started.append(hub)
-        hub.wait(lambda: _answers(hub), 60, "the hub to answer")
+        hub.wait(lambda: _answers(hub), 120, "the hub to answer")
         return hub
 
     yield start
@@ -232,6 +232,7 @@ class NotebookKernel:
     def __init__(self, server_url: str, token: str, path: str) -> None:
         import websocket
 
+        self.server_url = server_url
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"token {token}"
         response = self.http.post(server_url + "api/sessions", timeout=120,
@@ -274,9 +275,18 @@ class NotebookKernel:
         raise TimeoutError(f"cell did not finish within {timeout:.0f} s in kernel {self.kernel_id}: {code[:80]!r}")
 
     def close(self) -> None:
+        """Disconnect, as a closed browser tab does: the kernel keeps running."""
         with contextlib.suppress(Exception):
             self.ws.close()
         self.http.close()
+
+    def shutdown(self) -> None:
+        """Close the notebook's session and its kernel (so that stopping the server has nothing to drain)."""
+        with contextlib.suppress(Exception):
+            self.ws.close()
+        response = self.http.delete(f"{self.server_url}api/sessions/{self.session['id']}", timeout=60)
+        self.http.close()
+        assert response.status_code == 204, f"closing session {self.session['id']}: {response.text}"
 
 
 def _text(kind: str, content: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ import pytest
 from nbmigrate.remote import Kernel
 from tests.hub.conftest import Hub, NotebookKernel
 
-pytestmark = [pytest.mark.hub, pytest.mark.kernel, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.hub, pytest.mark.kernel, pytest.mark.timeout(600)]
 
 NOTEBOOK = "work/analysis.ipynb"
 SECOND = "work/second.ipynb"
@@ -96,7 +96,7 @@ def reopen(hub: Hub, user: str, expected: list[str]) -> str:
     try:
         outputs = run(kernel, AFTER_RESTORE)
     finally:
-        kernel.close()
+        kernel.shutdown()
     outputs[0] = without_resume_message(hub, outputs[0])
     assert outputs == expected, f"hub log:\n{hub.server_log_tail()}"
     return url
@@ -129,7 +129,7 @@ def test_stopped_server_resumes_sessions_elsewhere(hub_factory: Callable[..., Hu
     try:
         assert without_resume_message(elsewhere, other.execute("print(answer + 1)").text) == "42\n"
     finally:
-        other.close()
+        other.shutdown()
 
 
 def test_culled_server_resumes_hibernated_session(hub_factory: Callable[..., Hub], tmp_path: Path,
@@ -148,8 +148,8 @@ def test_culled_server_resumes_hibernated_session(hub_factory: Callable[..., Hub
 
     # Hibernated while the server still runs (asked without counting as activity), culled after.
     hub.wait(lambda: not hub.http.get(f"{url}api/kernels?no_track_activity=1", timeout=30).json(),
-             30, "the idle kernel to hibernate")
+             120, "the idle kernel to hibernate")
     assert any(store.joinpath("grace").iterdir()), f"nothing in the user's prefix of the store {store}"
-    hub.wait_stopped("grace", 90)
+    hub.wait_stopped("grace", 180)
 
     reopen(hub, "grace", expected)
