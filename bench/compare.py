@@ -283,6 +283,7 @@ def run(notebooks: list[Path], out: Path, *, quick: bool, timeout: float, bandwi
         chosen = keep
     python = str(interpreter) if interpreter is not None else kernels.project_python()
     rows: list[Row] = []
+    md = ""
     modules = ["ipykernel_launcher", *(m.kernel_module for m in chosen)]
     with isolated_environment(), kernels.kernelspecs(python, modules) as specs:
         meta = machine()
@@ -291,11 +292,16 @@ def run(notebooks: list[Path], out: Path, *, quick: bool, timeout: float, bandwi
         for nb in notebooks:
             log(f"{nb.name}: comparing {', '.join(m.name for m in chosen)}" + (f", {RERUN}" if RERUN in names else ""))
             rows.extend(measure_notebook(nb, chosen, RERUN in names, specs, timeout, bandwidth))
+            md = _write(out, meta, quick, timeout, bandwidth, names, skipped, rows)  # a killed run keeps its notebooks
+    log(f"wrote {out} and its .md/.csv/.png companions")
+    return md
+
+
+def _write(out: Path, meta: dict[str, Any], quick: bool, timeout: float, bandwidth: float, names: list[str],
+           skipped: list[Row], rows: list[Row]) -> str:
+    from . import compare_report
+
     data = {"machine": finish(meta),
             "settings": {"quick": quick, "timeout": timeout, "bandwidth": bandwidth, "methods": names},
             "skipped": [asdict(r) for r in skipped], "rows": [asdict(r) for r in rows]}
-    from . import compare_report
-
-    md = compare_report.write(out, data, rows, bandwidth)
-    log(f"wrote {out} and its .md/.csv/.png companions")
-    return md
+    return compare_report.write(out, data, rows, bandwidth)
