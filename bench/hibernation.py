@@ -111,7 +111,9 @@ def measure(notebook: Path, workdir: Path) -> dict[str, Any]:
         kernel.client.stop_channels()
         records = store / "hibernated"
         deadline = time.monotonic() + 3600
-        while not (records.is_dir() and any(records.glob("*.json"))):
+        # The record is written before the kernel is shut down: wait for both, or the notebook would be
+        # opened again in its old, still running session.
+        while not (records.is_dir() and any(records.glob("*.json"))) or server.request("GET", "api/kernels").json():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{notebook.name} was not hibernated; see {server.home / 'server.log'}")
             time.sleep(0.5)
