@@ -32,6 +32,8 @@ import numpy as np
 import pytest
 
 from nbmigrate.errors import SerializationError
+from nbmigrate.fingerprint import fingerprint
+from nbmigrate.namespace import type_name
 from nbmigrate.serialize import Part, SerializedGroup, dump_group, load_group, pack_parts, stream_format, unpack_parts
 from nbmigrate.serialize import dump as serialize_dump
 from nbmigrate.serialize import load as serialize_load
@@ -392,6 +394,60 @@ def test_redefined_class_keeps_old_instances_on_the_old_class(roundtrip: Roundtr
     assert out["old"].version == 1 and out["old"].who() == "old"
     assert out["new"].version == 2 and out["new"].who() == "new"
     assert type(out["old"]).__qualname__ == "A"
+
+
+def test_classes_keep_their_qualname_in_a_new_process(roundtrip: Roundtrip) -> None:
+    # cloudpickle drops __qualname__ (the type holds it, not the class __dict__): a restore that loaded
+    # these instead of replaying their cell saw `Local` instead of `make.<locals>.Local`, and failed
+    # verification on the type name and the digest (tests/kernel/test_chain.py, when the planner
+    # happened to store the corpus' make_local_class).
+    ns = run_cell(
+        new_ns(),
+        """
+        import dataclasses, enum
+        from typing import NamedTuple
+
+        def make(tag):
+            class Local:
+                def show(self):
+                    return tag
+
+            class Slotted:
+                __slots__ = ("v",)
+
+            @dataclasses.dataclass
+            class Data:
+                x: int = 1
+
+            class Pair(NamedTuple):
+                a: int
+
+            class Color(enum.Enum):
+                RED = 1
+
+            return Local, Slotted, Data, Pair, Color
+
+        class Outer:
+            class Inner:
+                pass
+
+        Local, Slotted, Data, Pair, Color = make("loc")
+        objs = [Local(), Slotted(), Data(), Pair(1), Color.RED, Outer.Inner()]
+        """,
+    )
+    names = ("Local", "Slotted", "Data", "Pair", "Color", "Outer", "objs")
+    before = {n: (type_name(ns[n]), fingerprint(ns[n]).digest) for n in names}
+    _group, out, target = roundtrip(ns, *names)
+    target.update(out)
+    assert [type(o).__qualname__ for o in out["objs"]] == [
+        "make.<locals>.Local", "make.<locals>.Slotted", "make.<locals>.Data", "make.<locals>.Pair",
+        "make.<locals>.Color", "Outer.Inner",
+    ]  # fmt: skip
+    assert out["Local"] is not ns["Local"]  # rebuilt, as in a fresh kernel
+    assert out["objs"][0].show() == "loc"
+    assert repr(out["objs"][2]) == "make.<locals>.Data(x=1)"
+    assert not hasattr(out["objs"][1], "__dict__")  # still slotted
+    assert {n: (type_name(out[n]), fingerprint(out[n]).digest) for n in names} == before  # what restore verifies
 
 
 def test_session_code_is_pickled_by_value_whatever_sys_modules_main_is(

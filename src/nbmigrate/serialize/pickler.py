@@ -122,7 +122,7 @@ class _GroupPickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle s
             if t is types.FunctionType:
                 return super().reducer_override(obj)
             if isinstance(obj, type):
-                return _keep_slots(obj, super().reducer_override(obj))
+                return _keep_class_namespace(obj, super().reducer_override(obj))
             if t is _RegionRef:
                 return (_memory_reference, (obj.index,))
             if t is _ScopeEnd:
@@ -226,17 +226,23 @@ def _keep_grad(tensor: Any, rv: tuple[Any, Any]) -> tuple[Any, Any]:
     return (_rebuild_with_grad, (rv[0], rv[1], tensor.grad))
 
 
-def _keep_slots(cls: type, rv: Any) -> Any:
-    """Give a class pickled by value its ``__slots__`` back at creation time.
+def _keep_class_namespace(cls: type, rv: Any) -> Any:
+    """Give a class pickled by value its ``__qualname__`` and ``__slots__`` back at creation time.
 
     cloudpickle (3.1) creates the class from ``type_kwargs`` (``__module__`` only) and sets the rest
-    of its namespace afterwards, when ``__slots__`` no longer has any effect: instances of the rebuilt
-    class get a ``__dict__`` and the slot descriptors are gone.
+    of its namespace afterwards. Two entries of a class body only work at creation time:
+
+    * ``__qualname__`` is not in ``cls.__dict__`` at all (the type keeps it), so cloudpickle drops it:
+      a class made by ``def make(): class Local`` came back as ``Local`` instead of
+      ``make.<locals>.Local``, in a new process only (in the same one cloudpickle hands back the live
+      class). Its instances then changed type name and digest, so the restore reported a mismatch
+      whenever the planner stored them rather than replaying their cell.
+    * ``__slots__`` set afterwards has no effect: instances of the rebuilt class get a ``__dict__``
+      and the slot descriptors are gone.
+
+    ``__qualname__`` is only added where it differs from ``__name__`` (the default of a new class),
+    so a top-level class pickles to the same bytes as before.
     """
-    slots = cls.__dict__.get("__slots__")
-    # tuple subclasses (namedtuples) only ever have empty slots, and typing.NamedTuple refuses them
-    if slots is None or issubclass(cls, tuple):
-        return rv
     if not (
         type(rv) is tuple
         and len(rv) >= 2
@@ -245,9 +251,18 @@ def _keep_slots(cls: type, rv: Any) -> Any:
         and len(rv[1]) >= 4
         and isinstance(rv[1][3], dict)
     ):
+        return rv  # by reference, an enum (cloudpickle keeps its qualname), or not cloudpickle's reducer
+    extra: dict[str, Any] = {}
+    if cls.__qualname__ != cls.__name__:
+        extra["__qualname__"] = cls.__qualname__
+    slots = cls.__dict__.get("__slots__")
+    # tuple subclasses (namedtuples) only ever have empty slots, and typing.NamedTuple refuses them
+    if slots is not None and not issubclass(cls, tuple):
+        extra["__slots__"] = slots
+    if not extra:
         return rv
     args = list(rv[1])
-    args[3] = {**args[3], "__slots__": slots}
+    args[3] = {**args[3], **extra}
     return (rv[0], tuple(args), *rv[2:])
 
 
