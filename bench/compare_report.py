@@ -198,6 +198,7 @@ def render(data: dict[str, Any], rows: list[Row], bandwidth: float, plots: list[
         "correctness rests on the corpus's rerun check (`run_corpus.py --repeat 2`). "
         "The page cache is not dropped (no root/sysctl in the harness): restores read checkpoints written "
         "seconds earlier, which favours every stored byte equally.\n",
+        *(f"- {note}\n" for note in data.get("notes", [])),
         _main_table(rows, bandwidth),
         _targets_md(data["targets"]),
         "\n### nbmigrate: plan and what was stored vs replayed\n",
