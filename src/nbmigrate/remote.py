@@ -28,13 +28,14 @@ def _wait_for_ready(client: BlockingKernelClient, timeout: float, where: str) ->
     ``timeout`` counts as a dead kernel.
     """
     deadline = time.monotonic() + timeout
+    asked: set[str] = set()  # a reply to any of them will do: on a loaded machine each takes seconds
     while time.monotonic() < deadline:
-        msg_id = client.kernel_info()
+        asked.add(client.kernel_info())
         try:
-            reply = client.get_shell_msg(timeout=1)
+            reply = client.get_shell_msg(timeout=2)
         except queue.Empty:
             continue
-        if reply["parent_header"].get("msg_id") != msg_id or reply["msg_type"] != "kernel_info_reply":
+        if reply["parent_header"].get("msg_id") not in asked or reply["msg_type"] != "kernel_info_reply":
             continue
         try:  # the kernel's status messages for that request reach iopub only once it is subscribed
             client.get_iopub_msg(timeout=0.2)

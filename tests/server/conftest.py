@@ -7,14 +7,9 @@ it starts see the isolated NBMIGRATE_SECRET_FILE and IPYTHONDIR of tests/conftes
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,40 +17,14 @@ import pytest
 import requests
 
 from nbmigrate.remote import Kernel
-
-EXTENSION_FLAG = "--ServerApp.jpserver_extensions=nbmigrate.server=True"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from nbmigrate.server.launch import LocalServer, start_local_server
 
 
 @dataclass
-class JupyterServer:
-    home: Path
-    token: str
-    port: int
-    process: subprocess.Popen[bytes]
+class JupyterServer(LocalServer):
+    """A :class:`~nbmigrate.server.launch.LocalServer` with what the tests do to it."""
+
     kernels: list[Kernel] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    @property
-    def root(self) -> Path:
-        return self.home / "root"
-
-    @property
-    def store(self) -> Path:
-        """The extension's default store: <jupyter data dir>/nbmigrate/checkpoints."""
-        return self.home / "data" / "nbmigrate" / "checkpoints"
-
-    @property
-    def log(self) -> str:
-        return (self.home / "server.log").read_text(errors="replace")
 
     def request(self, method: str, path: str, *, token: str | None = "", **kwargs: Any) -> requests.Response:
         """``path`` relative to the server URL; the server's token unless ``token`` says otherwise."""
@@ -94,18 +63,7 @@ class JupyterServer:
     def stop(self) -> None:
         for kernel in self.kernels:
             kernel.client.stop_channels()
-        if self.process.poll() is None:
-            try:  # shut its kernels down first: a killed server would leave them running
-                for model in self.request("GET", "api/kernels", timeout=10).json():
-                    self.request("DELETE", f"api/kernels/{model['id']}", timeout=30)
-            except (requests.RequestException, ValueError):
-                pass
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
+        super().stop()
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
@@ -120,49 +78,8 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) 
 def start_server(home: Path, *args: str, extension: bool = True, env: dict[str, str] | None = None,
                  timeout: float = 60) -> JupyterServer:
     """Start ``python -m jupyter_server`` in ``home`` and wait until ``GET /api/status`` answers."""
-    for sub in ("root", "runtime", "config", "data"):
-        (home / sub).mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(16)
-    port = _free_port()
-    environment = {
-        **os.environ,
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_DATA_DIR": str(home / "data"),
-        "JUPYTER_PLATFORM_DIRS": "1",
-        **(env or {}),
-    }
-    command = [
-        sys.executable, "-m", "jupyter_server", f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
-        "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={home / 'root'}",
-        "--no-browser", *([EXTENSION_FLAG] if extension else []), *args,
-    ]
-    if hasattr(os, "getuid") and os.getuid() == 0:
-        command.append("--allow-root")
-    log = (home / "server.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=home)
-    server = JupyterServer(home=home, token=token, port=port, process=process)
-    try:
-        _wait_until_up(server, timeout)
-    except BaseException:
-        server.stop()
-        raise
-    return server
-
-
-def _wait_until_up(server: JupyterServer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"jupyter server exited with {server.process.returncode}:\n{server.log[-4000:]}")
-        try:
-            if server.request("GET", "api/status", timeout=2).ok:
-                return
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"jupyter server did not answer within {timeout:.0f} s:\n{server.log[-4000:]}")
-        time.sleep(0.1)
+    local = start_local_server(home, *args, extension=extension, env=env, timeout=timeout)
+    return JupyterServer(**{f.name: getattr(local, f.name) for f in fields(LocalServer)})
 
 
 @pytest.fixture

@@ -22,9 +22,10 @@ import pytest
 from nbmigrate.addresses import parse_kernel_address
 from nbmigrate.notebooks import code_cells, run_cells, split
 from nbmigrate.server.client import start_kernel
+from nbmigrate.server.launch import free_port
 
 from ..conftest import CORPUS, needs_corpus
-from .conftest import JupyterServer, _free_port, start_server
+from .conftest import JupyterServer, start_server
 
 pytestmark = [pytest.mark.kernel, pytest.mark.timeout(240), needs_corpus]
 
@@ -44,7 +45,7 @@ def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machines]:
     from moto.server import ThreadedMotoServer
 
     home = tmp_path_factory.mktemp("machines")
-    port = _free_port()
+    port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
     aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
