@@ -431,6 +431,11 @@ RUNTIME = Family("runtime", "standard library runtime objects",
       "        self.balance += v\n\n\n"
       "acct = Account()", "acct.deposit(10)", "(acct.balance, type(acct).__qualname__, isinstance(acct, Account))"),
     C("session class (class attribute)", "Config", "class Config:\n    level = 1", "Config.level = 2", "Config.level"),
+    C("instance of a class defined in a function", "local_inst",
+      "def make_local(tag):\n    class Local:\n        def __init__(self):\n            self.items = []\n\n"
+      "        def show(self):\n            return tag\n    return Local\n\n\n"
+      "local_inst = make_local('loc')()",
+      "local_inst.items.append(1)", "(type(local_inst).__qualname__, local_inst.show(), local_inst.items)"),
     C("class with __slots__", "slotted",
       "class Slotted:\n    __slots__ = ('a', 'b')\n\n    def __init__(self):\n        self.a = 1\n\n\n"
       "slotted = Slotted()",
