@@ -39,6 +39,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+import numpy as np
+import numpy.typing as npt
+
 Prefer = Literal["balanced", "restore", "checkpoint"]
 """What the planner minimises; see the module docstring."""
 
@@ -130,6 +133,43 @@ class CostModel:
         :data:`CHECKPOINT_REPLAY_WEIGHT`, so that less replay wins among otherwise equal plans.
         """
         seconds = self.replay_seconds(duration)
+        if self.prefer == "checkpoint":
+            return CHECKPOINT_REPLAY_WEIGHT * seconds
+        return seconds
+
+
+    # -- the same, for many groups or cells at once ------------------------------------------------
+
+    def store_costs(self, nbytes: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """:meth:`store_cost` of every size, bit for bit.
+
+        The planner weighs thousands of groups per checkpoint; one Python call per group was a tenth
+        of its time. The arithmetic is the scalar methods', operation for operation and in the same
+        order (IEEE float64 either way), so plans and the figures shown to users do not change.
+        """
+        if self.prefer == "restore":
+            return self.restore_seconds_of(nbytes)
+        if self.prefer == "checkpoint":
+            return self.checkpoint_seconds_of(nbytes)
+        return self.checkpoint_seconds_of(nbytes) + self.restore_seconds_of(nbytes)
+
+    def checkpoint_seconds_of(self, nbytes: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """:meth:`checkpoint_seconds` of every size, bit for bit (see :meth:`store_costs`)."""
+        n = np.maximum(np.asarray(nbytes, dtype=np.float64), 0.0)
+        return self.group_overhead + n / self.serialize_rate + n / self.bandwidth
+
+    def restore_seconds_of(self, nbytes: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """:meth:`restore_seconds` of every size, bit for bit (see :meth:`store_costs`)."""
+        n = np.maximum(np.asarray(nbytes, dtype=np.float64), 0.0)
+        return self.group_overhead + n / self.effective_read_bandwidth + n / self.deserialize_rate
+
+    def replay_seconds_of(self, durations: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """:meth:`replay_seconds` of every duration, bit for bit (see :meth:`store_costs`)."""
+        return np.maximum(np.asarray(durations, dtype=np.float64), 0.0) + self.cell_overhead
+
+    def replay_costs(self, durations: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """:meth:`replay_cost` of every duration, bit for bit (see :meth:`store_costs`)."""
+        seconds = self.replay_seconds_of(durations)
         if self.prefer == "checkpoint":
             return CHECKPOINT_REPLAY_WEIGHT * seconds
         return seconds

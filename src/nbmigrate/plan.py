@@ -225,7 +225,6 @@ class _History:
         n = len(executions)
         live = history.live
         self.n = n
-        self.durations = [0.0] * n
 
         group_of: dict[str, int] = {}
         seen_keys: set[int] = set()
@@ -253,16 +252,21 @@ class _History:
         # Own blockers (hazards, PREEXISTING reads) and dependency lists. Free reads (live version of
         # a grouped name) add no edge; those of unstorable groups are kept, because such a group may
         # turn out infeasible, and then its free reads become dependencies (see feasibility()).
-        self.own_block: list[str | None] = [None] * n
-        self.deps: list[dict[int, str]] = [{} for _ in range(n)]
+        # `free[name]` is the live version of a grouped name: one dict probe per read decides it (no
+        # version is below PREEXISTING, so the default -2 never matches).
+        free = {name: live[name] for name in group_of}
+        unstorable_of = {name: gi for name, gi in group_of.items() if not groups[gi].storable}
+        own_block: list[str | None] = [None] * n
+        all_deps: list[dict[int, str]] = []
+        self.own_block, self.deps = own_block, all_deps
         self.free_reads: dict[int, list[tuple[int, str, int]]] = {}
-        unstorable = {gi for gi, g in enumerate(groups) if not g.storable}
-        own_block, all_deps = self.own_block, self.deps
+        # Writers of each name so far, kept only for names some CE deletes (a delete reads the version
+        # current just before it): most sessions delete few names, and this spares a dict store per write.
+        deleted = {name for ce in executions for name in ce.deletes}
         current: dict[str, int] = {}
         for c, ce in enumerate(executions):
             if ce.index != c:
                 raise ValueError(f"history.executions[{c}] has index {ce.index}; expected {c}")
-            self.durations[c] = float(ce.duration)
             if ce.hazards or ce.raised:
                 own_block[c] = _hazard_block(ce.hazards, ce.raised)
             reads = ce.reads
@@ -272,19 +276,20 @@ class _History:
                     reads.setdefault(name, current.get(name, PREEXISTING))
                 for name in ce.deletes:
                     current.pop(name, None)
-            deps = all_deps[c]
+            deps: dict[int, str] = {}
+            all_deps.append(deps)
             for name, v in reads.items():
                 if v >= c or v < PREEXISTING:
                     raise ValueError(
                         f"cell {c} reads `{name}` as written by CE {v}, which did not run before it"
                     )
-                owner = group_of.get(name)
-                if owner is not None and live[name] == v:
-                    if owner in unstorable:
-                        self.free_reads.setdefault(owner, []).append((c, name, v))
+                if free.get(name, -2) == v:
+                    if name in unstorable_of:
+                        self.free_reads.setdefault(unstorable_of[name], []).append((c, name, v))
                     continue
                 if v != PREEXISTING:
-                    deps.setdefault(v, name)
+                    if v not in deps:
+                        deps[v] = name
                 elif own_block[c] is None:
                     own_block[c] = (
                         f"which reads `{name}`, which existed before monitoring started and will not "
@@ -292,8 +297,11 @@ class _History:
                         if live.get(name) == PREEXISTING
                         else f"which reads `{name}` as it was before monitoring started"
                     )
-            for name in ce.writes:
-                current[name] = c
+            if deleted:
+                for name in ce.writes:
+                    if name in deleted:
+                        current[name] = c
+        self.durations = [float(ce.duration) for ce in executions]
 
     def replayability(self) -> list[int]:
         """Per CE: ``_OK``, ``_OWN`` (own blocker) or the unreplayable CE it depends on.
@@ -674,11 +682,15 @@ def make_plan(history: HistoryGraph, groups: Sequence[GroupSpec], costs: CostMod
     n = h.n
 
     parent, infeasible = h.feasibility(groups)
-    blocker = [_group_blocker(h, g, history, parent) for g in groups]
+    blocker = [
+        None if ws[0] != PREEXISTING and all(parent[w] == _OK for w in ws) else _group_blocker(h, g, history, parent)
+        for g, ws in zip(groups, h.writers, strict=True)
+    ]
     replayable = [p == _OK for p in parent]
 
-    store_cost = [costs.store_cost(g.nbytes) for g in groups]
-    replay_cost = [costs.replay_cost(d) for d in h.durations]
+    nbytes = [g.nbytes for g in groups]
+    store_cost: list[float] = costs.store_costs(nbytes).tolist()
+    replay_cost: list[float] = costs.replay_costs(h.durations).tolist()
 
     forced_groups = [gi for gi, g in enumerate(groups) if not g.storable and not infeasible[gi]]
     flow_groups = [gi for gi, g in enumerate(groups) if g.storable and blocker[gi] is None]
@@ -691,7 +703,7 @@ def make_plan(history: HistoryGraph, groups: Sequence[GroupSpec], costs: CostMod
 
     # Closures (int bitsets) and their replay seconds, for the reasons: the full closure of every
     # choosable or recomputed group, and for groups stored by choice the part not replayed anyway.
-    replay_seconds = [costs.replay_seconds(d) for d in h.durations]
+    replay_seconds: list[float] = costs.replay_seconds_of(h.durations).tolist()
     closures = _Closures(
         h, [w for gi in (*forced_groups, *flow_groups) for w in h.writers[gi]], replay_seconds
     )
@@ -721,6 +733,8 @@ def make_plan(history: HistoryGraph, groups: Sequence[GroupSpec], costs: CostMod
     infeasible_decisions: list[GroupDecision] = []
     est_checkpoint = 0.0
     est_restore = 0.0
+    checkpoint_seconds: list[float] = costs.checkpoint_seconds_of(nbytes).tolist()
+    restore_seconds: list[float] = costs.restore_seconds_of(nbytes).tolist()
     flow_set = set(flow_groups)
     for gi, g in enumerate(groups):
         names = tuple(g.names)
@@ -752,8 +766,8 @@ def make_plan(history: HistoryGraph, groups: Sequence[GroupSpec], costs: CostMod
                 reason = _recomputed_reason(costs, store_cost[gi], _fmt_cell_bits(cells), closure_s[gi])
         else:
             stored = True
-            est_checkpoint += costs.checkpoint_seconds(g.nbytes)
-            est_restore += costs.restore_seconds(g.nbytes)
+            est_checkpoint += checkpoint_seconds[gi]
+            est_restore += restore_seconds[gi]
             if blocker[gi] is not None:
                 reason = f"stored: {blocker[gi]}"
             else:

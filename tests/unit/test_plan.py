@@ -479,6 +479,20 @@ def test_bitset_helpers_match_plain_python() -> None:
         assert _fmt_cell_bits(bits) == _fmt_cells(cells)
 
 
+@pytest.mark.parametrize("prefer", ["balanced", "restore", "checkpoint"])
+def test_vectorised_costs_match_the_scalar_methods_bit_for_bit(prefer: Prefer) -> None:
+    """The planner weighs with the array methods; the figures it shows must equal the scalar ones."""
+    rng = random.Random(7)
+    sizes = [0, -5, 1, 2**40, 3 * 10**12, *(int(10 ** rng.uniform(0, 12)) for _ in range(2000))]
+    durations = [0.0, -1.0, 1e9, *(rng.lognormvariate(-3, 3) for _ in range(2000))]
+    costs = CostModel(prefer=prefer, read_bandwidth=3e7 if prefer == "restore" else None)
+    assert costs.store_costs(sizes).tolist() == [costs.store_cost(n) for n in sizes]
+    assert costs.checkpoint_seconds_of(sizes).tolist() == [costs.checkpoint_seconds(n) for n in sizes]
+    assert costs.restore_seconds_of(sizes).tolist() == [costs.restore_seconds(n) for n in sizes]
+    assert costs.replay_costs(durations).tolist() == [costs.replay_cost(d) for d in durations]
+    assert costs.replay_seconds_of(durations).tolist() == [costs.replay_seconds(d) for d in durations]
+
+
 def test_closure_seconds_match_brute_force() -> None:
     # Closure weights take shortcuts along single-dependency chains; compare with plain sums.
     for seed in range(4):
