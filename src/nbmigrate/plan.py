@@ -110,7 +110,9 @@ group is a real choice (or all choosable groups cost nothing to store) no solve 
 
 Cost of planning. Graph construction and the analysis are linear in cells + reads + groups (plain
 lists and numpy arrays, no per-edge objects beyond the dependency dicts). Each group's reason and
-``replay_cells`` need its closure; closures are Python-int bitsets (bit ``c`` = CE ``c``), built in one
+``replay_cells`` need its closure, so they are worked out on first use (for all groups at once), not
+by :func:`make_plan`: about half of the work at 10,000 cells, paid only when a plan is shown or
+stored; closures are Python-int bitsets (bit ``c`` = CE ``c``), built in one
 pass in index order, weighed in one vectorised pass, and only expanded into tuples when
 :attr:`GroupDecision.replay_cells` is read. The worst case (a long chain of rebinds with a live result
 per step) is ``O(cells**2 / 64)`` word operations, which stays in the hundreds of milliseconds at
@@ -157,25 +159,54 @@ class GroupSpec:
 
 @dataclass(frozen=True)
 class GroupDecision:
-    """What the plan does with one group, and why."""
+    """What the plan does with one group, and why.
+
+    The why (:attr:`reason`, :attr:`replay_cells`) is worked out on first use, for all the plan's
+    groups at once: it needs every group's closure weighed and formatted, about half of planning a
+    long session, and a plan is often made only to be compared or discarded. Equality and ``repr``
+    include the reason, as if it were a plain field.
+    """
 
     key: int
     names: tuple[str, ...]
     stored: bool
-    reason: str
-    """Human-readable why, naming cells ("cell 7") and hazards."""
     store_seconds: float
     """``CostModel.store_cost(nbytes)``: what storing this group costs under ``prefer`` (shown for
     every group so a UI can present the trade-off)."""
-    replay_bits: int = field(default=0, repr=False)
-    """:attr:`replay_cells` as a bitset (bit ``c`` set = CE ``c``). Closures overlap heavily in long
-    sessions (a 10,000-cell chain with a result per step has 50 million (group, cell) pairs), so the
-    plan keeps one int per group and expands it on demand."""
+    _why: _Explanations = field(repr=False, compare=False)
+    _index: int = field(repr=False, compare=False)
+    """Position of the group in the planner's input (how ``_why`` knows it)."""
+
+    @property
+    def reason(self) -> str:
+        """Human-readable why, naming cells ("cell 7") and hazards."""
+        return self._why.reason(self._index)
+
+    @property
+    def replay_bits(self) -> int:
+        """:attr:`replay_cells` as a bitset (bit ``c`` set = CE ``c``). Closures overlap heavily in long
+        sessions (a 10,000-cell chain with a result per step has 50 million (group, cell) pairs), so the
+        plan keeps one int per group and expands it on demand."""
+        return self._why.replay_bits(self._index)
 
     @property
     def replay_cells(self) -> tuple[int, ...]:
         """CEs its recomputation needs (closure of its writers), ascending; empty unless recomputed."""
         return tuple(_bit_indices(self.replay_bits))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GroupDecision):
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __repr__(self) -> str:
+        return (
+            f"GroupDecision(key={self.key!r}, names={self.names!r}, stored={self.stored!r}, "
+            f"reason={self.reason!r}, store_seconds={self.store_seconds!r})"
+        )
+
+    def _compared(self) -> tuple[int, tuple[str, ...], bool, str, float, int]:
+        return (self.key, self.names, self.stored, self.reason, self.store_seconds, self.replay_bits)
 
 
 @dataclass(frozen=True)
@@ -701,94 +732,26 @@ def make_plan(history: HistoryGraph, groups: Sequence[GroupSpec], costs: CostMod
     need = h.closure(w for gi in recomputed for w in h.writers[gi])
     replay = tuple(c for c in range(n) if need[c])
 
-    # Closures (int bitsets) and their replay seconds, for the reasons: the full closure of every
-    # choosable or recomputed group, and for groups stored by choice the part not replayed anyway.
     replay_seconds: list[float] = costs.replay_seconds_of(h.durations).tolist()
-    closures = _Closures(
-        h, [w for gi in (*forced_groups, *flow_groups) for w in h.writers[gi]], replay_seconds
+    why = _Explanations(
+        h, groups, costs, store_cost, replay_seconds, blocker, forced_groups, flow_groups, recomputed, need
     )
-    replay_bits = int.from_bytes(
-        np.packbits(np.frombuffer(bytes(need), dtype=np.uint8), bitorder="little").tobytes(), "little"
-    )
-    closure_of: dict[int, int] = {}
-    extra_of: dict[int, int] = {}
-    single_writer: dict[int, int] = {}  # group -> its only writer (its closure is that CE's)
-    untouched: dict[int, int] = {}  # the same, for stored groups none of whose cells are replayed
-    for gi in (*forced_groups, *flow_groups):
-        gbits = closures.of_group(h.writers[gi])
-        closure_of[gi] = gbits
-        if len(h.writers[gi]) == 1:
-            single_writer[gi] = h.writers[gi][0]
-        if gi not in recomputed:
-            if gbits & replay_bits:
-                extra_of[gi] = gbits & ~replay_bits
-            else:
-                extra_of[gi] = gbits
-                if gi in single_writer:
-                    untouched[gi] = single_writer[gi]
-    closure_s = closures.weigh(closure_of, single_writer)
-    extra_s = closures.weigh(extra_of, untouched)
-
     decisions: list[GroupDecision] = []
     infeasible_decisions: list[GroupDecision] = []
     est_checkpoint = 0.0
     est_restore = 0.0
     checkpoint_seconds: list[float] = costs.checkpoint_seconds_of(nbytes).tolist()
     restore_seconds: list[float] = costs.restore_seconds_of(nbytes).tolist()
-    flow_set = set(flow_groups)
     for gi, g in enumerate(groups):
-        names = tuple(g.names)
+        stored = gi not in recomputed and not infeasible[gi]
+        decision = GroupDecision(g.key, tuple(g.names), stored, store_cost[gi], why, gi)
         if infeasible[gi]:
-            why = g.unstorable_reason or "not serializable"
-            infeasible_decisions.append(
-                GroupDecision(
-                    key=g.key,
-                    names=names,
-                    stored=False,
-                    reason=(
-                        f"{_fmt_names(names)} can be neither stored ({why}) nor recomputed: {blocker[gi]}"
-                    ),
-                    store_seconds=store_cost[gi],
-                )
-            )
+            infeasible_decisions.append(decision)
             continue
-        cells = 0
-        if gi in recomputed:
-            stored = False
-            cells = closure_of[gi]
-            if gi not in flow_set:
-                why = g.unstorable_reason or "not serializable"
-                reason = (
-                    f"recomputed: cannot be stored ({why}); replaying {_fmt_cell_bits(cells)} takes "
-                    f"~{_fmt_seconds(closure_s[gi])}"
-                )
-            else:
-                reason = _recomputed_reason(costs, store_cost[gi], _fmt_cell_bits(cells), closure_s[gi])
-        else:
-            stored = True
+        if decision.stored:
             est_checkpoint += checkpoint_seconds[gi]
             est_restore += restore_seconds[gi]
-            if blocker[gi] is not None:
-                reason = f"stored: {blocker[gi]}"
-            else:
-                extra = extra_of[gi]
-                reason = _stored_reason(
-                    costs,
-                    store_cost[gi],
-                    _fmt_cell_bits(extra) if extra else "",
-                    extra_s[gi],
-                    shared=extra != closure_of[gi],
-                )
-        decisions.append(
-            GroupDecision(
-                key=g.key,
-                names=names,
-                stored=stored,
-                reason=reason,
-                store_seconds=store_cost[gi],
-                replay_bits=cells,
-            )
-        )
+        decisions.append(decision)
     est_restore += sum(replay_seconds[c] for c in replay)
 
     return ReplicationPlan(
@@ -812,6 +775,103 @@ def _group_blocker(h: _History, g: GroupSpec, history: HistoryGraph, parent: lis
         if parent[w] != _OK:
             return f"recomputing `{name}` needs {h.why_unreplayable(w, parent)}"
     return None
+
+
+class _Explanations:
+    """The reasons and replay cells of one plan's groups, worked out together on first use.
+
+    Everything here only explains a plan already made: the closure of every choosable or recomputed
+    group (int bitsets), its replay seconds, and for groups stored by choice the part of it not
+    replayed anyway. Done in one batch because the closures share most of their work (see
+    :class:`_Closures`), so rendering one reason costs about as much as rendering all of them.
+    """
+
+    def __init__(
+        self,
+        h: _History,
+        groups: Sequence[GroupSpec],
+        costs: CostModel,
+        store_cost: list[float],
+        replay_seconds: list[float],
+        blocker: list[str | None],
+        forced_groups: list[int],
+        flow_groups: list[int],
+        recomputed: set[int],
+        need: bytearray,
+    ) -> None:
+        self._inputs = (h, groups, costs, store_cost, replay_seconds, blocker, forced_groups, flow_groups,
+                        recomputed, need)
+        self._reasons: list[str] = []
+        self._bits: dict[int, int] = {}
+
+    def reason(self, gi: int) -> str:
+        if not self._reasons:
+            self._work_out()
+        return self._reasons[gi]
+
+    def replay_bits(self, gi: int) -> int:
+        if not self._reasons:
+            self._work_out()
+        return self._bits.get(gi, 0)
+
+    def _work_out(self) -> None:
+        h, groups, costs, store_cost, replay_seconds, blocker, forced_groups, flow_groups, recomputed, need = (
+            self._inputs
+        )
+        closures = _Closures(
+            h, [w for gi in (*forced_groups, *flow_groups) for w in h.writers[gi]], replay_seconds
+        )
+        replay_bits = int.from_bytes(
+            np.packbits(np.frombuffer(bytes(need), dtype=np.uint8), bitorder="little").tobytes(), "little"
+        )
+        closure_of: dict[int, int] = {}
+        extra_of: dict[int, int] = {}
+        single_writer: dict[int, int] = {}  # group -> its only writer (its closure is that CE's)
+        untouched: dict[int, int] = {}  # the same, for stored groups none of whose cells are replayed
+        for gi in (*forced_groups, *flow_groups):
+            gbits = closures.of_group(h.writers[gi])
+            closure_of[gi] = gbits
+            if len(h.writers[gi]) == 1:
+                single_writer[gi] = h.writers[gi][0]
+            if gi not in recomputed:
+                if gbits & replay_bits:
+                    extra_of[gi] = gbits & ~replay_bits
+                else:
+                    extra_of[gi] = gbits
+                    if gi in single_writer:
+                        untouched[gi] = single_writer[gi]
+        closure_s = closures.weigh(closure_of, single_writer)
+        extra_s = closures.weigh(extra_of, untouched)
+
+        reasons: list[str] = []
+        flow_set = set(flow_groups)
+        for gi, g in enumerate(groups):
+            if gi in recomputed:
+                cells = self._bits[gi] = closure_of[gi]
+                if gi not in flow_set:
+                    why = g.unstorable_reason or "not serializable"
+                    reason = (
+                        f"recomputed: cannot be stored ({why}); replaying {_fmt_cell_bits(cells)} takes "
+                        f"~{_fmt_seconds(closure_s[gi])}"
+                    )
+                else:
+                    reason = _recomputed_reason(costs, store_cost[gi], _fmt_cell_bits(cells), closure_s[gi])
+            elif gi in closure_of:  # stored by choice
+                extra = extra_of[gi]
+                reason = _stored_reason(
+                    costs,
+                    store_cost[gi],
+                    _fmt_cell_bits(extra) if extra else "",
+                    extra_s[gi],
+                    shared=extra != closure_of[gi],
+                )
+            elif g.storable:  # stored: cannot be recomputed
+                reason = f"stored: {blocker[gi]}"
+            else:
+                why = g.unstorable_reason or "not serializable"
+                reason = f"{_fmt_names(g.names)} can be neither stored ({why}) nor recomputed: {blocker[gi]}"
+            reasons.append(reason)
+        self._reasons = reasons
 
 
 class _Closures:

@@ -118,6 +118,12 @@ def test_module_docstring_worked_example() -> None:
     assert decision(plan, 1).reason.startswith("stored: recomputing `noise` needs cell 1")
     assert decision(plan, 2).reason == "stored: cheaper (store ~4 ms vs replaying cell 3 ~0.1 s)"
     assert decision(plan, 0).reason == "recomputed: cheaper (replaying cells [0, 2] ~3.0 s vs store ~7.2 s)"
+    # Reasons are worked out on first use, yet compare and print like plain fields.
+    again = make_plan(history, groups, CostModel())
+    assert again.decisions == plan.decisions
+    assert make_plan(history, groups, CostModel(prefer="restore")).decisions != plan.decisions
+    assert "reason='stored: cheaper (store ~4 ms" in repr(decision(again, 2))
+    assert len({*again.decisions, *plan.decisions}) == 3
 
 
 def test_unpicklable_generator_is_recomputed_with_its_whole_lineage() -> None:
