@@ -131,7 +131,9 @@ def _source_run(notebook: Path, group: list[Method], rows: dict[str, Row], root:
 
     Returns the wall seconds of the notebook's cells (None if the run failed). The reference digests are
     taken after the checkpoints (none of which changes a value), so a method that tracks accesses
-    (Kishu) does not see the harness read every variable before its own commit.
+    (Kishu) does not see the harness read every variable before its own commit. The source kernel runs
+    the tail (the uninterrupted run's output) right then, before any restore: the checkpoints are
+    written, and a restore that opens the same store (Kishu's ``.kishudb``) cannot disturb the source.
     """
     main, tail = split(code_cells(notebook))
     work = root / "work"
@@ -175,6 +177,14 @@ def _source_run(notebook: Path, group: list[Method], rows: dict[str, Row], root:
             log(f"  {m.name}: checkpoint {ckpt.seconds:.2f} s, {human_bytes(ckpt.nbytes)}")
         reference = kernels.probe(source, "summary", timeout=timeout) if done else {}
         lossy = set(kernels.probe(source, "pickle_lossy", timeout=timeout)) if done else set()
+        try:
+            expected = _tail(source, tail, timeout)
+        except Exception as exc:  # the instrumented source itself broke: nothing to compare against
+            for m in done:
+                rows[m.name].status = "FAILED"
+                rows[m.name].error = f"the source kernel could not run the after_restore cells: {_first_line(str(exc))}"
+                rows[m.name].info["error_detail"] = str(exc)[-4000:]
+            return run_seconds
         restored_tails: dict[str, str] = {}
         for m in done:
             row = rows[m.name]
@@ -197,7 +207,6 @@ def _source_run(notebook: Path, group: list[Method], rows: dict[str, Row], root:
                 except Exception as exc:  # raised, timed out, or the kernel stopped answering: not usable
                     row.differences.append(f"after_restore cells could not run: {type(exc).__name__}: "
                                            f"{_first_line(str(exc))}")
-        expected = _tail(source, tail, timeout)
     for name, text in restored_tails.items():
         if text != expected:
             rows[name].differences.append("after_restore output differs from the source kernel's")
