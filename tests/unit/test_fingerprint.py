@@ -610,6 +610,8 @@ if mode == "dump":
         "session_instance": __main__.Point([1, "x"]),
         "session_function": __main__.area,
         "mixed": {"k": [1, (2, "x")], "s": {1, "a", 2.5}},
+        "vocabulary": {f"w{i}": np.int64(i) for i in range(40_000)},
+        "token_array": np.array([f"t{i % 97}\u00e9" for i in range(40_000)], dtype=object),
     }
     with open(path, "wb") as fh:
         pickle.dump({k: (fingerprint(v).digest, cloudpickle.dumps(v)) for k, v in values.items()}, fh)
@@ -657,3 +659,57 @@ def test_many_strings_and_large_frame() -> None:
     names = [f"name{i % 997}" for i in range(n)]
     df = pd.DataFrame({"x": np.arange(n), "y": np.linspace(0, 1, n), "s": names})
     assert fingerprint(df).digest is not None
+
+
+# --------------------------------------------------------------------------------------------------
+# bulk encodings: equal for equal content however built, changed by one element
+
+
+def test_many_strings_bulk_encoding() -> None:
+    n = 3 * 2**15 + 5  # several chunks
+    built = [f"w{i}\u00e9" for i in range(n)]
+    joined = "|".join(f"w{i}\u00e9" for i in range(n)).split("|")
+    assert digest(built) == digest(joined) == digest(np.array(joined, dtype=object).tolist())
+    assert digest(np.array(built, dtype=object)) == digest(np.array(joined, dtype=object))
+    one_off = list(built)
+    one_off[-1] = "w\u00e9"
+    assert digest(one_off) != digest(built)
+    # element boundaries are part of the content, including strings holding the separator
+    assert len({digest(["ab", "c"]), digest(["a", "bc"]), digest(["a\x00bc"]), digest(["a", "\x00bc"])}) == 4
+    assert digest(["a\x00b", "c"]) == digest(["a\x00b", "c"])
+    # a str subclass is not a str
+    sub = type("Sub", (str,), {})
+    assert digest(["a", "b"]) != digest(["a", sub("b")])
+    # dict keys take the same path
+    vocab = {w: i for i, w in enumerate(built)}
+    assert digest(vocab) == digest(dict(zip(joined, range(n), strict=True)))
+    vocab[built[7]] = -1
+    assert digest(vocab) != digest(dict(zip(joined, range(n), strict=True)))
+
+
+def test_numpy_scalars_bulk_encoding() -> None:
+    values = [np.int64(i) for i in range(50_000)]
+    assert digest(values) == digest(list(np.arange(50_000))) == digest([*np.arange(50_000)])
+    changed_one = list(values)
+    changed_one[123] = np.int64(-1)
+    assert digest(changed_one) != digest(values)
+    assert digest([np.int64(1), np.int64(2)]) != digest([np.int32(1), np.int32(2)])
+    assert digest([np.int64(1), np.int64(2)]) != digest([1, 2])
+    assert digest([np.float64(0.0)]) != digest([np.float64(-0.0)])
+    mixed = [np.int64(1), np.int32(2)]
+    assert digest(mixed) == digest([np.int64(1), np.int32(2)]) != digest([np.int64(1), np.int64(2)])
+    # a vectorizer's vocabulary_: str keys, numpy int values
+    vocab = {f"term {i}": np.int64(i) for i in range(40_000)}
+    same = dict(zip([f"term {i}" for i in range(40_000)], np.arange(40_000), strict=True))
+    assert digest(vocab) == digest(same)
+    vocab["term 5"] = np.int64(6)
+    assert digest(vocab) != digest(same)
+    # types whose values carry their own unit are walked one by one, still by content
+    days = [np.datetime64("2020-01-01", "D"), np.datetime64("2020-01-02", "D")]
+    assert digest(days) != digest([np.datetime64("2020-01-01", "s"), np.datetime64("2020-01-02", "D")])
+
+
+def test_bulk_size_estimate_is_close() -> None:
+    strings = [f"item-{i}" * (1 + i % 3) for i in range(200_000)]
+    exact = sum(map(sys.getsizeof, strings))
+    assert abs(fingerprint(strings).nbytes - exact) < exact * 0.05

@@ -46,6 +46,19 @@ _FORMAT = b"nbmigrate-fingerprint/1\x00"
 _MARSHAL_CHUNK = 1 << 15
 """Elements per marshal call on the bulk path (bounds the temporary bytes object)."""
 _MAX_OPAQUE = 10
+_STR_ONLY = frozenset({str})
+_SIZE_SAMPLE = 1024
+"""Elements whose ``sys.getsizeof`` is summed to estimate the size of a larger bulk-encoded sequence."""
+
+
+def _sized(seq: Sequence[Any]) -> int:
+    """Estimated ``sys.getsizeof`` total of the elements: exact up to 4 samples' worth, then from an
+    evenly strided sample (summing millions of sizes cost more than hashing the content)."""
+    n = len(seq)
+    if n <= 4 * _SIZE_SAMPLE:
+        return sum(map(sys.getsizeof, seq))
+    sample = seq[:: n // _SIZE_SAMPLE]
+    return sum(map(sys.getsizeof, sample)) * n // len(sample)
 
 
 _Handler = Callable[[Any, type], None]
@@ -227,11 +240,13 @@ class _WalkerBase:
     def _op_emit(self, b: bytes) -> None:
         self.emit(b)
 
-    def _marshal(self, seq: Sequence[Any]) -> None:
+    def _marshal(self, seq: Sequence[Any], only_str: bool) -> None:
         n = len(seq)
         self.count += n
-        self.obj_bytes += sum(map(sys.getsizeof, seq))
+        self.obj_bytes += _sized(seq)
         if not self.live:
+            return
+        if only_str and self._joined_str(seq):
             return
         items: Any = seq
         if n <= _MARSHAL_CHUNK:
@@ -242,13 +257,50 @@ class _WalkerBase:
             for i in range(0, n, _MARSHAL_CHUNK):
                 emit(marshal.dumps(items[i : i + _MARSHAL_CHUNK], 2))
 
-    def _seq_body(self, seq: Sequence[Any], rec: bool | None = None) -> None:
-        """Elements of an ordered container; bulk-encoded when they are all plain atoms."""
+    def _joined_str(self, seq: Sequence[Any]) -> bool:
+        """Encode exact ``str`` elements as NUL-joined UTF-8, chunk by chunk; False if one holds a NUL.
+
+        ``marshal`` (version 2) builds a new bytes object per string; one ``join`` and one ``encode``
+        per chunk cost a fraction of that (a 4-million-token object array: ~2.5x faster). Unambiguous:
+        no element holds the separator (checked by counting it), each chunk is length-prefixed and
+        ``surrogatepass`` UTF-8 is injective, so equal digests still mean equal strings.
+        """
         n = len(seq)
-        if n == 0:
-            return
-        if set(map(type, seq)) <= _MARSHALABLE:
-            self._marshal(seq)
+        parts: list[bytes] = []
+        for i in range(0, n, _MARSHAL_CHUNK):
+            chunk = seq[i : i + _MARSHAL_CHUNK]
+            joined = "\x00".join(chunk)
+            if joined.count("\x00") != len(chunk) - 1:
+                return False
+            data = joined.encode("utf-8", "surrogatepass")
+            parts.append(_len(len(data)))
+            parts.append(data)
+        emit = self.emit
+        emit(b"Ms" + _len(n))
+        for part in parts:
+            emit(part)
+        return True
+
+    def _bulk(self, seq: Sequence[Any]) -> bool:
+        """Encode ``seq`` in one go if its elements allow it (all plain atoms, or all scalars of one
+        library type that a handler packs into one buffer); False if they must be walked one by one.
+
+        Which encoding is used depends on the element types only, so it is a function of the content.
+        """
+        types = set(map(type, seq))
+        if types <= _MARSHALABLE:
+            self._marshal(seq, types == _STR_ONLY)
+            return True
+        return len(types) == 1 and self._scalar_run(seq, types.pop())
+
+    def _scalar_run(self, seq: Sequence[Any], t: type) -> bool:
+        """Encode a non-empty sequence of scalars all of exact type ``t`` in bulk; False if ``t`` has no
+        bulk encoding (the library handler mixins override this)."""
+        return False
+
+    def _seq_body(self, seq: Sequence[Any], rec: bool | None = None) -> None:
+        """Elements of an ordered container; bulk-encoded when their types allow it (see :meth:`_bulk`)."""
+        if not seq or self._bulk(seq):
             return
         if rec is None or (rec == self.rec and self.real is None):
             self.stack.extend(reversed(seq))
@@ -265,7 +317,7 @@ class _WalkerBase:
             and set(map(type, d.values())) <= _MARSHALABLE
         ):
             self.count += 2 * n
-            self.obj_bytes += sum(map(sys.getsizeof, d)) + sum(map(sys.getsizeof, d.values()))
+            self.obj_bytes += _sized(list(d)) + _sized(list(d.values()))
             if self.live:
                 self.emit(b"{D" + marshal.dumps(d, 2))
             return
@@ -276,11 +328,10 @@ class _WalkerBase:
         self.emit(b"{" + _len(n))
         if n == 0:
             return
-        if set(map(type, keys)) <= _MARSHALABLE:
-            self._marshal(keys)
-            if set(map(type, values)) <= _MARSHALABLE:
-                self._marshal(values)
-            else:
+        key_types = set(map(type, keys))
+        if key_types <= _MARSHALABLE:
+            self._marshal(keys, key_types == _STR_ONLY)
+            if not self._bulk(values):
                 self.stack.extend(reversed(values))
         else:
             self.emit(b"P")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from .buffers import _dtype_desc, _hash_ndarray_bytes, _np_bounds
@@ -53,6 +54,31 @@ class _NumpyHandlers(_WalkerBase):
         self.count += 1
         if self.live:
             _hash_ndarray_bytes(self.emit, a, np)
+
+    _RUN_KINDS = frozenset("biufc")
+
+    def _scalar_run(self, seq: Sequence[Any], t: type) -> bool:
+        """Numeric numpy scalars of one type (``vocabulary_`` values, metrics appended in a loop):
+        packed into one array and hashed as its buffer instead of one handler call per scalar.
+
+        Only types whose dtype is fixed by the type (bool, integers, floats, complex; not datetime64
+        with its per-value unit, not the padded long double) are packed, so the array holds exactly
+        the scalars' bytes.
+        """
+        np = sys.modules.get("numpy")
+        if np is None or not issubclass(t, np.generic):
+            return super()._scalar_run(seq, t)
+        dt = np.dtype(t)
+        if dt.kind not in self._RUN_KINDS or t in (np.longdouble, np.clongdouble):
+            return super()._scalar_run(seq, t)
+        n = len(seq)
+        arr = np.array(seq, dtype=dt)
+        self.count += n
+        self.obj_bytes += sys.getsizeof(seq[0]) * n
+        self.emit(b"aR" + _str(_dtype_desc(dt)) + _str(_qual(t)) + _len(n))
+        if self.live:
+            self.emit(arr.data)
+        return True
 
     def _h_npscalar(self, o: Any, t: type) -> None:
         self.emit(b"a" + _str(_dtype_desc(o.dtype)) + _str(_qual(t)))
