@@ -124,6 +124,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 import numpy.typing as npt
@@ -256,36 +257,32 @@ class _History:
         n = len(executions)
         live = history.live
         self.n = n
+        self.live_version: dict[str, int]
+        """``history.live`` of the grouped names, kept so that reasons worked out later do not see
+        cells recorded after planning."""
 
-        group_of: dict[str, int] = {}
-        seen_keys: set[int] = set()
-        self.writers: list[tuple[int, ...]] = []
-        for gi, g in enumerate(groups):
-            if g.key in seen_keys:
-                raise ValueError(f"duplicate group key {g.key}")
-            seen_keys.add(g.key)
-            if not g.names:
-                raise ValueError(f"group {g.key} has no names")
-            if g.nbytes < 0:
-                raise ValueError(f"group {g.key}: nbytes must be >= 0, got {g.nbytes}")
-            for name in g.names:
-                if name not in live:
-                    raise ValueError(f"group {g.key}: `{name}` is not a live variable of the history")
-                if name in group_of:
-                    raise ValueError(f"`{name}` is in two groups ({groups[group_of[name]].key} and {g.key})")
-                group_of[name] = gi
-            ws = sorted({live[name] for name in g.names})
-            for w in ws:
-                if not PREEXISTING <= w < n:
-                    raise ValueError(f"history.live names CE {w} as writer of a name, but there are {n} CEs")
-            self.writers.append(tuple(ws))
+        # Validated in bulk (a few C-level passes); only a failing layout takes the per-group loop,
+        # which names the first problem.
+        group_of = {name: gi for gi, g in enumerate(groups) for name in g.names}
+        versions = [live.get(name, -2) for name in group_of]
+        if (
+            len({g.key for g in groups}) != len(groups)
+            or len(group_of) != sum(len(g.names) for g in groups)
+            or any(not g.names or g.nbytes < 0 for g in groups)
+            or (versions and not (min(versions) >= PREEXISTING and max(versions) < n))
+        ):
+            _check_groups(groups, live, n)
+        self.writers: list[tuple[int, ...]] = [
+            (live[g.names[0]],) if len(g.names) == 1 else tuple(sorted({live[name] for name in g.names}))
+            for g in groups
+        ]
 
         # Own blockers (hazards, PREEXISTING reads) and dependency lists. Free reads (live version of
         # a grouped name) add no edge; those of unstorable groups are kept, because such a group may
         # turn out infeasible, and then its free reads become dependencies (see feasibility()).
         # `free[name]` is the live version of a grouped name: one dict probe per read decides it (no
         # version is below PREEXISTING, so the default -2 never matches).
-        free = {name: live[name] for name in group_of}
+        free = self.live_version = {name: live[name] for name in group_of}
         unstorable_of = {name: gi for name, gi in group_of.items() if not groups[gi].storable}
         own_block: list[str | None] = [None] * n
         all_deps: list[dict[int, str]] = []
@@ -462,6 +459,30 @@ class _History:
                 for d in deps[c]:
                     need[d] = 1
         return need
+
+
+def _check_groups(groups: Sequence[GroupSpec], live: dict[str, int], n: int) -> None:
+    """Raise ValueError naming the first inconsistent group (its key, name or writer)."""
+    group_of: dict[str, int] = {}
+    seen_keys: set[int] = set()
+    for gi, g in enumerate(groups):
+        if g.key in seen_keys:
+            raise ValueError(f"duplicate group key {g.key}")
+        seen_keys.add(g.key)
+        if not g.names:
+            raise ValueError(f"group {g.key} has no names")
+        if g.nbytes < 0:
+            raise ValueError(f"group {g.key}: nbytes must be >= 0, got {g.nbytes}")
+        for name in g.names:
+            if name not in live:
+                raise ValueError(f"group {g.key}: `{name}` is not a live variable of the history")
+            if name in group_of:
+                raise ValueError(f"`{name}` is in two groups ({groups[group_of[name]].key} and {g.key})")
+            group_of[name] = gi
+        for w in sorted({live[name] for name in g.names}):
+            if not PREEXISTING <= w < n:
+                raise ValueError(f"history.live names CE {w} as writer of a name, but there are {n} CEs")
+    raise AssertionError("_check_groups called on consistent groups")
 
 
 def _hazard_block(hazards: Sequence[str], raised: bool) -> str:
@@ -642,28 +663,22 @@ def _min_cut_recomputed(
 
     # Nodes: 0 = source, 1 = sink, 2 .. 2+G-1 = flow groups, 2+G+c = CE c.
     base = 2 + g_count
-    active = np.array([replayable[c] and not forced[c] for c in range(n)], dtype=bool)
+    active = np.array(replayable, dtype=bool) & (np.frombuffer(bytes(forced), dtype=np.uint8) == 0)
 
-    gw_src: list[int] = []
-    gw_dst: list[int] = []
-    for j, gi in enumerate(flow_groups):
-        for w in h.writers[gi]:
-            gw_src.append(2 + j)
-            gw_dst.append(base + w)
-    dep_src: list[int] = []
-    dep_dst: list[int] = []
-    for c in range(n):
-        if active[c]:
-            for d in h.deps[c]:
-                dep_src.append(c)
-                dep_dst.append(d)
-    gw_s = np.array(gw_src, dtype=np.int64)
-    gw_d = np.array(gw_dst, dtype=np.int64)
+    # Edge lists straight from the writer tuples and dependency dicts (C-level iteration: this runs
+    # over every read of the session).
+    writers = h.writers
+    gw_counts = np.fromiter((len(writers[gi]) for gi in flow_groups), dtype=np.int64, count=g_count)
+    gw_s = np.repeat(np.arange(2, 2 + g_count, dtype=np.int64), gw_counts)
+    gw_d = base + np.fromiter(
+        chain.from_iterable(writers[gi] for gi in flow_groups), dtype=np.int64, count=int(gw_counts.sum())
+    )
     keep = active[gw_d - base]
     gw_s, gw_d = gw_s[keep], gw_d[keep]
-    dep_s = np.array(dep_src, dtype=np.int64)
-    dep_d = np.array(dep_dst, dtype=np.int64)
-    keep = active[dep_d]
+    dep_counts = np.fromiter(map(len, h.deps), dtype=np.int64, count=n)
+    dep_s = np.repeat(np.arange(n, dtype=np.int64), dep_counts)
+    dep_d = np.fromiter(chain.from_iterable(h.deps), dtype=np.int64, count=int(dep_counts.sum()))
+    keep = active[dep_s] & active[dep_d]
     dep_s, dep_d = dep_s[keep] + base, dep_d[keep] + base
 
     ce_ids = np.flatnonzero(active)
@@ -713,18 +728,16 @@ def make_plan(history: HistoryGraph, groups: Sequence[GroupSpec], costs: CostMod
     n = h.n
 
     parent, infeasible = h.feasibility(groups)
-    blocker = [
-        None if ws[0] != PREEXISTING and all(parent[w] == _OK for w in ws) else _group_blocker(h, g, history, parent)
-        for g, ws in zip(groups, h.writers, strict=True)
-    ]
     replayable = [p == _OK for p in parent]
+    ok = [*replayable, False]  # ok[PREEXISTING] is False
+    recomputable = [ok[ws[0]] if len(ws) == 1 else all(ok[w] for w in ws) for ws in h.writers]
 
     nbytes = [g.nbytes for g in groups]
     store_cost: list[float] = costs.store_costs(nbytes).tolist()
     replay_cost: list[float] = costs.replay_costs(h.durations).tolist()
 
     forced_groups = [gi for gi, g in enumerate(groups) if not g.storable and not infeasible[gi]]
-    flow_groups = [gi for gi, g in enumerate(groups) if g.storable and blocker[gi] is None]
+    flow_groups = [gi for gi, g in enumerate(groups) if g.storable and recomputable[gi]]
     forced = h.closure(w for gi in forced_groups for w in h.writers[gi])
 
     chosen, solver = _min_cut_recomputed(h, flow_groups, store_cost, replay_cost, forced, replayable)
@@ -734,7 +747,7 @@ def make_plan(history: HistoryGraph, groups: Sequence[GroupSpec], costs: CostMod
 
     replay_seconds: list[float] = costs.replay_seconds_of(h.durations).tolist()
     why = _Explanations(
-        h, groups, costs, store_cost, replay_seconds, blocker, forced_groups, flow_groups, recomputed, need
+        h, groups, costs, store_cost, replay_seconds, parent, forced_groups, flow_groups, recomputed, need
     )
     decisions: list[GroupDecision] = []
     infeasible_decisions: list[GroupDecision] = []
@@ -765,13 +778,13 @@ def make_plan(history: HistoryGraph, groups: Sequence[GroupSpec], costs: CostMod
     )
 
 
-def _group_blocker(h: _History, g: GroupSpec, history: HistoryGraph, parent: list[int]) -> str | None:
+def _group_blocker(h: _History, g: GroupSpec, parent: list[int]) -> str | None:
     """Why ``g`` cannot be recomputed, or None if it can."""
     for name in g.names:
-        if history.live[name] == PREEXISTING:
+        if h.live_version[name] == PREEXISTING:
             return f"`{name}` existed before monitoring started"
     for name in g.names:
-        w = history.live[name]
+        w = h.live_version[name]
         if parent[w] != _OK:
             return f"recomputing `{name}` needs {h.why_unreplayable(w, parent)}"
     return None
@@ -793,13 +806,13 @@ class _Explanations:
         costs: CostModel,
         store_cost: list[float],
         replay_seconds: list[float],
-        blocker: list[str | None],
+        parent: list[int],
         forced_groups: list[int],
         flow_groups: list[int],
         recomputed: set[int],
         need: bytearray,
     ) -> None:
-        self._inputs = (h, groups, costs, store_cost, replay_seconds, blocker, forced_groups, flow_groups,
+        self._inputs = (h, tuple(groups), costs, store_cost, replay_seconds, parent, forced_groups, flow_groups,
                         recomputed, need)
         self._reasons: list[str] = []
         self._bits: dict[int, int] = {}
@@ -815,7 +828,7 @@ class _Explanations:
         return self._bits.get(gi, 0)
 
     def _work_out(self) -> None:
-        h, groups, costs, store_cost, replay_seconds, blocker, forced_groups, flow_groups, recomputed, need = (
+        h, groups, costs, store_cost, replay_seconds, parent, forced_groups, flow_groups, recomputed, need = (
             self._inputs
         )
         closures = _Closures(
@@ -866,10 +879,11 @@ class _Explanations:
                     shared=extra != closure_of[gi],
                 )
             elif g.storable:  # stored: cannot be recomputed
-                reason = f"stored: {blocker[gi]}"
+                reason = f"stored: {_group_blocker(h, g, parent)}"
             else:
                 why = g.unstorable_reason or "not serializable"
-                reason = f"{_fmt_names(g.names)} can be neither stored ({why}) nor recomputed: {blocker[gi]}"
+                blocker = _group_blocker(h, g, parent)
+                reason = f"{_fmt_names(g.names)} can be neither stored ({why}) nor recomputed: {blocker}"
             reasons.append(reason)
         self._reasons = reasons
 

@@ -126,6 +126,26 @@ def test_module_docstring_worked_example() -> None:
     assert len({*again.decisions, *plan.decisions}) == 3
 
 
+def test_reasons_worked_out_later_ignore_cells_recorded_after_planning() -> None:
+    """The monitor keeps recording after a plan is made; a reason read later explains the plan made."""
+    history = HistoryGraph(
+        executions=[
+            ce(0, 1.0, writes=["df"]),
+            ce(1, 0.0, writes=["noise", "tmp"], hazards=["unseeded randomness: numpy.random.rand"]),
+            ce(2, 2.0, reads={"tmp": 1}, writes=["stats"], deletes=["tmp"]),
+        ],
+        live={"df": 0, "noise": 1, "stats": 2},
+    )
+    groups = [GroupSpec(0, ("df",), 800 * MB), GroupSpec(1, ("noise",), 72), GroupSpec(2, ("stats",), KB)]
+    plan = make_plan(history, groups, CostModel())
+    expected = [(d.reason, d.replay_cells) for d in make_plan(history, groups, CostModel()).decisions]
+    history.executions.append(ce(3, 0.5, reads={"stats": 2}, writes=["stats", "noise"]))
+    history.live.update(stats=3, noise=3)
+    groups.append(GroupSpec(3, ("other",), 1))
+    assert [(d.reason, d.replay_cells) for d in plan.decisions] == expected
+    assert "recomputing `stats` needs cell 2, which needs cell 1" in expected[2][0]
+
+
 def test_unpicklable_generator_is_recomputed_with_its_whole_lineage() -> None:
     history = HistoryGraph(
         executions=[
@@ -434,10 +454,14 @@ def test_huge_capacities_do_not_overflow() -> None:
         ([GroupSpec(0, ("x",), 1), GroupSpec(0, ("y",), 1)], "duplicate group key"),
         ([GroupSpec(0, (), 1)], "no names"),
         ([GroupSpec(0, ("x",), -1)], "nbytes"),
+        ([GroupSpec(0, ("z",), 1)], "history.live names CE 5"),
+        # The first problem in group order is the one named.
+        ([GroupSpec(0, ("x",), -1), GroupSpec(0, ("nope",), 1)], "group 0: nbytes"),
+        ([GroupSpec(3, ("y", "nope"), 1), GroupSpec(3, ("x",), -1)], "group 3: `nope` is not a live"),
     ],
 )
 def test_inconsistent_groups_are_rejected(groups: list[GroupSpec], message: str) -> None:
-    history = HistoryGraph(executions=[ce(0, writes=["x", "y"])], live={"x": 0, "y": 0})
+    history = HistoryGraph(executions=[ce(0, writes=["x", "y"])], live={"x": 0, "y": 0, "z": 5})
     with pytest.raises(ValueError, match=message):
         make_plan(history, groups, CostModel())
 
