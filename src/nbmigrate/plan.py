@@ -158,7 +158,7 @@ class GroupSpec:
     """Why it cannot be serialized, e.g. "cannot pickle `squares`: TypeError: ..."."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class GroupDecision:
     """What the plan does with one group, and why.
 
@@ -177,6 +177,15 @@ class GroupDecision:
     _why: _Explanations = field(repr=False, compare=False)
     _index: int = field(repr=False, compare=False)
     """Position of the group in the planner's input (how ``_why`` knows it)."""
+
+    def __init__(
+        self, key: int, names: tuple[str, ...], stored: bool, store_seconds: float, _why: _Explanations, _index: int
+    ) -> None:
+        # A plan makes one decision per group, thousands in a long session: one dict update costs
+        # half of the six frozen-field assignments a generated __init__ would make.
+        self.__dict__.update(
+            key=key, names=names, stored=stored, store_seconds=store_seconds, _why=_why, _index=_index
+        )
 
     @property
     def reason(self) -> str:
