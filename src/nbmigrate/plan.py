@@ -104,7 +104,10 @@ stays near 2**30, below 2**31 - 1, and no flow can overflow (the maximum flow is
 cut). Replay capacities are clamped to INF, which changes nothing (such a CE is dearer than storing
 everything). Every capacity is rounded to the nearest unit, so the chosen plan's true cost exceeds the
 true optimum by at most ``(#groups + #cells) * unit``, i.e. about ``1e-9`` of the total store cost per
-node. The source side is then read off with a breadth-first search in the residual graph. When no
+node. The source side is then read off with a breadth-first search in the residual graph. Components
+of the graph that are a lone group, or a group and one writer that touches nothing else, have a
+closed-form minimal cut (recompute iff the store capacity exceeds the replay capacity) and are decided
+before the solve, on the same integer capacities, so the solver only sees the rest. When no
 group is a real choice (or all choosable groups cost nothing to store) no solve happens:
 ``solver="trivial"``.
 
@@ -670,45 +673,84 @@ def _min_cut_recomputed(
     inf = int(store_int.sum()) + 1
     assert inf < _INT32_MAX
 
-    # Nodes: 0 = source, 1 = sink, 2 .. 2+G-1 = flow groups, 2+G+c = CE c.
-    base = 2 + g_count
     active = np.array(replayable, dtype=bool) & (np.frombuffer(bytes(forced), dtype=np.uint8) == 0)
 
     # Edge lists straight from the writer tuples and dependency dicts (C-level iteration: this runs
-    # over every read of the session).
+    # over every read of the session): group j -> writer CE, CE -> CE it depends on.
     writers = h.writers
     gw_counts = np.fromiter((len(writers[gi]) for gi in flow_groups), dtype=np.int64, count=g_count)
-    gw_s = np.repeat(np.arange(2, 2 + g_count, dtype=np.int64), gw_counts)
-    gw_d = base + np.fromiter(
+    gw_g = np.repeat(np.arange(g_count, dtype=np.int64), gw_counts)
+    gw_c = np.fromiter(
         chain.from_iterable(writers[gi] for gi in flow_groups), dtype=np.int64, count=int(gw_counts.sum())
     )
-    keep = active[gw_d - base]
-    gw_s, gw_d = gw_s[keep], gw_d[keep]
+    keep = active[gw_c]
+    gw_g, gw_c = gw_g[keep], gw_c[keep]
     dep_counts = np.fromiter(map(len, h.deps), dtype=np.int64, count=n)
-    dep_s = np.repeat(np.arange(n, dtype=np.int64), dep_counts)
-    dep_d = np.fromiter(chain.from_iterable(h.deps), dtype=np.int64, count=int(dep_counts.sum()))
-    keep = active[dep_s] & active[dep_d]
-    dep_s, dep_d = dep_s[keep] + base, dep_d[keep] + base
-
-    ce_ids = np.flatnonzero(active)
-    replay_int = np.minimum(
-        np.rint(np.array(replay_cost, dtype=np.float64)[ce_ids] / unit), float(inf)
+    dep_u = np.repeat(np.arange(n, dtype=np.int64), dep_counts)
+    dep_v = np.fromiter(chain.from_iterable(h.deps), dtype=np.int64, count=int(dep_counts.sum()))
+    keep = active[dep_u] & active[dep_v]
+    dep_u, dep_v = dep_u[keep], dep_v[keep]
+    replay_int = np.zeros(n, dtype=np.int64)
+    replay_int[active] = np.minimum(
+        np.rint(np.array(replay_cost, dtype=np.float64)[active] / unit), float(inf)
     ).astype(np.int64)
-    pos = replay_int > 0
-    ce_ids, replay_int = ce_ids[pos], replay_int[pos]
-    s_pos = store_int > 0
-    src_groups = np.flatnonzero(s_pos)
 
-    rows = np.concatenate([np.zeros(len(src_groups), np.int64), gw_s, dep_s, ce_ids + base])
-    cols = np.concatenate([src_groups + 2, gw_d, dep_d, np.ones(len(ce_ids), np.int64)])
-    caps = np.concatenate(
-        [
-            store_int[s_pos],
-            np.full(len(gw_s) + len(dep_s), inf, np.int64),
-            replay_int,
-        ]
-    )
-    size = base + n
+    # Closed-form components. A group whose writers are all replayed anyway forms {s -> G} alone; a
+    # group with one writer that no other group or cell needs and that needs no cell (a result of live
+    # values only: most groups of a session) forms {s -> G -> w -> t}. Their minimal minimum cut
+    # recomputes G iff its store capacity exceeds the replay capacity (0 when alone), exactly what the
+    # solver would find, so only the rest of the graph goes to it: half the nodes in long sessions.
+    writer_count = np.bincount(gw_g, minlength=g_count)
+    in_degree = np.bincount(gw_c, minlength=n) + np.bincount(dep_v, minlength=n)
+    out_degree = np.bincount(dep_u, minlength=n)
+    only = np.zeros(g_count, dtype=np.int64)
+    only[gw_g] = gw_c  # the writer, for groups with one
+    pair = (writer_count == 1) & (in_degree[only] == 1) & (out_degree[only] == 0)
+    closed = pair | (writer_count == 0)
+    chosen = np.flatnonzero(closed & (store_int > np.where(pair, replay_int[only], 0)))
+    open_groups = np.flatnonzero(~closed)
+    if len(open_groups):
+        cells = active.copy()
+        cells[only[pair]] = False
+        solved = _solve(open_groups, store_int, gw_g, gw_c, dep_u, dep_v, replay_int, cells, inf)
+        chosen = np.union1d(chosen, open_groups[solved])
+    return [flow_groups[j] for j in chosen.tolist()], "scipy-maxflow"
+
+
+def _solve(
+    groups: npt.NDArray[np.int64],
+    store_int: npt.NDArray[np.int64],
+    gw_g: npt.NDArray[np.int64],
+    gw_c: npt.NDArray[np.int64],
+    dep_u: npt.NDArray[np.int64],
+    dep_v: npt.NDArray[np.int64],
+    replay_int: npt.NDArray[np.int64],
+    cells: npt.NDArray[np.bool_],
+    inf: int,
+) -> npt.NDArray[np.int64]:
+    """Positions in ``groups`` of the groups on the source side of the minimal minimum cut.
+
+    The graph holds ``groups`` and the CEs ``cells`` only, renumbered densely (the solver's work per
+    phase grows with the node count): 0 = source, 1 = sink, then the groups, then the CEs.
+    """
+    g_new = np.full(len(store_int), -1, dtype=np.int64)
+    g_new[groups] = np.arange(2, 2 + len(groups))
+    cell_ids = np.flatnonzero(cells)
+    base = 2 + len(groups)
+    c_new = np.full(len(cells), -1, dtype=np.int64)
+    c_new[cell_ids] = np.arange(base, base + len(cell_ids))
+    keep = g_new[gw_g] >= 0
+    gw_s, gw_d = g_new[gw_g[keep]], c_new[gw_c[keep]]
+    dep_s, dep_d = c_new[dep_u], c_new[dep_v]
+    replay = replay_int[cell_ids]
+    pos = replay > 0
+    stores = store_int[groups]
+    s_pos = stores > 0
+
+    rows = np.concatenate([np.zeros(int(s_pos.sum()), np.int64), gw_s, dep_s, base + np.flatnonzero(pos)])
+    cols = np.concatenate([2 + np.flatnonzero(s_pos), gw_d, dep_d, np.ones(int(pos.sum()), np.int64)])
+    caps = np.concatenate([stores[s_pos], np.full(len(gw_s) + len(dep_s), inf, np.int64), replay[pos]])
+    size = base + len(cell_ids)
     # Deduplicate (u, v) pairs so that summing duplicates can never overflow int32.
     keys, first = np.unique(rows * size + cols, return_index=True)
     rows, cols, caps = keys // size, keys % size, caps[first]
@@ -720,8 +762,8 @@ def _min_cut_recomputed(
     residual.data = (residual.data > 0).astype(np.int8)
     residual.eliminate_zeros()
     reached = breadth_first_order(residual, 0, directed=True, return_predecessors=False)
-    reached = reached[(reached >= 2) & (reached < base)] - 2
-    return [flow_groups[j] for j in sorted(reached.tolist())], "scipy-maxflow"
+    reached_groups: npt.NDArray[np.int64] = reached[(reached >= 2) & (reached < base)] - 2
+    return reached_groups
 
 
 def make_plan(history: HistoryGraph, groups: Sequence[GroupSpec], costs: CostModel) -> ReplicationPlan:
