@@ -571,6 +571,8 @@ def _fmt_cell_bits(bits: int) -> str:
     O(cells) each, and there is one such call per group.
     """
     count = bits.bit_count()
+    if count == 1:  # most groups: a result of live values
+        return f"cell {bits.bit_length() - 1}"
     if count <= 8:
         return _fmt_cells(_bit_indices(bits))
     width = 256
@@ -888,6 +890,7 @@ class _Explanations:
         replay_bits = int.from_bytes(
             np.packbits(np.frombuffer(bytes(need), dtype=np.uint8), bitorder="little").tobytes(), "little"
         )
+        unreplayed = ~replay_bits
         closure_of: dict[int, int] = {}
         extra_of: dict[int, int] = {}
         single_writer: dict[int, int] = {}  # group -> its only writer (its closure is that CE's)
@@ -899,7 +902,7 @@ class _Explanations:
                 single_writer[gi] = h.writers[gi][0]
             if gi not in recomputed:
                 if gbits & replay_bits:
-                    extra_of[gi] = gbits & ~replay_bits
+                    extra_of[gi] = gbits & unreplayed
                 else:
                     extra_of[gi] = gbits
                     if gi in single_writer:
