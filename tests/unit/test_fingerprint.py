@@ -713,3 +713,15 @@ def test_bulk_size_estimate_is_close() -> None:
     strings = [f"item-{i}" * (1 + i % 3) for i in range(200_000)]
     exact = sum(map(sys.getsizeof, strings))
     assert abs(fingerprint(strings).nbytes - exact) < exact * 0.05
+
+
+def test_arrays_contiguous_along_the_first_axis_hash_like_their_c_order_copy() -> None:
+    rows = np.random.default_rng(1).random((300, 1000))
+    block = rows.T  # how pandas holds a frame built from a row-major array
+    for view in (block, block[37:901], np.asfortranarray(rows), block.astype(np.float32)[3:70]):
+        assert digest(view) == digest(np.ascontiguousarray(view))
+    frame = pd.DataFrame(rows)
+    assert digest(frame) == digest(pd.DataFrame({c: rows[:, c].copy() for c in range(rows.shape[1])}))
+    changed_one = block.copy(order="F")
+    changed_one[999, 299] += 1.0
+    assert digest(changed_one) != digest(block)
