@@ -6,9 +6,6 @@ See bench/README.md for what each measures and how long it takes.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import inspect
 import sys
 import time
 import traceback
@@ -17,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from . import compare, correctness, overhead, scalability, summary, throughput
+from . import compare, correctness, hibernation, migration, overhead, scalability, summary, throughput
 from .common import CORPUS, default_out, expand_notebooks, log
 
 DEFAULT_TIMEOUT = 1800.0
@@ -34,18 +31,15 @@ class NotebookBench:
 
 
 def _notebook_benches() -> list[NotebookBench]:
-    """The notebook benchmarks, in the order the full run does them; ``migration`` and ``hibernation``
-    join when their modules are present (they are optional parts of the suite)."""
-    benches = [
+    """The notebook benchmarks, in the order the full run does them."""
+    return [
         NotebookBench("overhead", "monitoring overhead on the benchmark notebooks", overhead),
         NotebookBench("correctness", "trial migrations of the correctness notebooks and the demo", correctness),
         NotebookBench("compare", "nbmigrate side by side with the other methods on the benchmark notebooks", compare),
+        NotebookBench("migration", "server-to-server moves of the benchmark notebooks (CLI, streamed and S3)",
+                      migration),
+        NotebookBench("hibernation", "hibernating and waking the benchmark notebooks' sessions", hibernation),
     ]
-    for name, what in (("migration", "server-to-server moves of the benchmark notebooks (CLI, streamed and S3)"),
-                       ("hibernation", "hibernating and waking the benchmark notebooks' sessions")):
-        if importlib.util.find_spec(f"bench.{name}") is not None:
-            benches.append(NotebookBench(name, what, importlib.import_module(f"bench.{name}")))
-    return benches
 
 
 def _parser(benches: list[NotebookBench]) -> argparse.ArgumentParser:
@@ -94,20 +88,15 @@ def _parser(benches: list[NotebookBench]) -> argparse.ArgumentParser:
 
 def _run_notebooks(bench: NotebookBench, given: list[str], out: Path, quick: bool, timeout: float,
                    **extra: object) -> int:
-    """Select the notebooks and run ``bench``. A module without its own ``select_notebooks`` gets the
-    benchmark corpus (as ``overhead`` selects it), and only the keywords its ``run`` accepts: the
-    optional modules are written in parallel with this one and need not follow the convention."""
-    select = getattr(bench.module, "select_notebooks", overhead.select_notebooks)
-    chosen = select(expand_notebooks(given), quick)
+    """Select the notebooks and run ``bench``."""
+    chosen = bench.module.select_notebooks(expand_notebooks(given), quick)
     if chosen is None:
         log(f"bench {bench.name}: the benchmark notebooks are not at {CORPUS / 'benchmark'} (the shared corpus "
             "lives beside the clone; set NBMIGRATE_CORPUS or pass --notebooks). Nothing measured.")
         return 0
     log(f"bench {bench.name}: {', '.join(p.name for p in chosen)}")
-    accepted = inspect.signature(bench.module.run).parameters
-    options = {k: v for k, v in {"quick": quick, "timeout": timeout, **extra}.items() if k in accepted}
-    result = bench.module.run(chosen, out, **options)
-    print(result if isinstance(result, str) else f"bench {bench.name}: wrote {out}", flush=True)
+    result = bench.module.run(chosen, out, quick=quick, timeout=timeout, **extra)
+    print(result, flush=True)
     return 0
 
 

@@ -1,128 +1,83 @@
-"""Hibernation figures per notebook: memory freed, checkpoint size and time, resume time.
+"""``python -m bench hibernation``: memory freed and resume time when a session hibernates.
 
-For each notebook, a real Jupyter server with the extension (``hibernate_after`` of a few seconds)
-opens it, runs every cell but the ``after_restore`` tail, lets the kernel go idle until it is
-hibernated, then opens the notebook again and measures how long the session takes to come back::
-
-    python -m bench.hibernation OUT.json NOTEBOOK_OR_FOLDER...
-
-or, from Python, ``bench.hibernation.run(notebooks, out)`` (returns the rows it writes to ``out``).
-Fields: ``memory_freed`` (resident memory of the kernel's process tree, bytes), ``stored_bytes``,
-``checkpoint_seconds`` (from the hibernation record), ``open_seconds`` (``POST /api/sessions`` until it
-returned: kernel start plus restore), ``restore_seconds`` (the restore alone, as the notice in the
-notebook says), ``verified`` (the notice reports no unverified variable) and ``notice``.
+For each notebook, a private Jupyter server with the extension (:mod:`nbmigrate.server.launch`,
+``hibernate_after`` of a few seconds) opens it, runs every cell but the ``after_restore`` tail, lets
+the kernel go idle until it is hibernated, then opens the notebook again and measures how long the
+session takes to come back. Fields: ``memory_freed`` (resident memory of the kernel's process tree,
+bytes), ``stored_bytes``, ``checkpoint_seconds`` (from the hibernation record), ``open_seconds``
+(``POST /api/sessions`` until it returned: kernel start plus restore), ``restore_seconds`` (the restore
+alone, as the notice in the notebook says), ``verified`` (the notice reports no unverified variable)
+and ``notice``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from nbmigrate.notebooks import code_cells, run_cells, split
 from nbmigrate.remote import Kernel
+from nbmigrate.reports import human_bytes
+from nbmigrate.server.launch import LocalServer, start_local_server
 
-from .common import expand_notebooks, log
+from .common import finish, isolated_environment, log, machine, source_line, table, write_csv, write_outputs
+from .migration import select_notebooks
+
+__all__ = ["run", "select_notebooks"]
 
 IDLE_SECONDS = 3.0
 _RESTORED = re.compile(r"variables in ([0-9.]+) s")
 
 
-class _Server:
-    """One ``python -m jupyter_server`` on 127.0.0.1 with the extension, its own dirs and token."""
-
-    def __init__(self, home: Path, store: Path) -> None:
-        import socket
-
-        for sub in ("root", "runtime", "config", "data"):
-            (home / sub).mkdir(parents=True, exist_ok=True)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.home, self.token = home, secrets.token_hex(16)
-        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTER_CONFIG_DIR": str(home / "config"),
-               "JUPYTER_DATA_DIR": str(home / "data"), "JUPYTER_PLATFORM_DIRS": "1"}
-        command = [sys.executable, "-m", "jupyter_server", f"--ServerApp.port={self.port}", "--ServerApp.ip=127.0.0.1",
-                   "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
-                   f"--ServerApp.root_dir={home / 'root'}", "--no-browser",
-                   "--ServerApp.jpserver_extensions=nbmigrate.server=True",
-                   f"--NbmigrateExtension.store_url={store}", f"--NbmigrateExtension.hibernate_after={IDLE_SECONDS}",
-                   "--NbmigrateExtension.hibernate_check_interval=0.5", "--NbmigrateExtension.drain_deadline=0",
-                   *(["--allow-root"] if os.getuid() == 0 else [])]
-        self.process = subprocess.Popen(command, stdout=(home / "server.log").open("wb"), stderr=subprocess.STDOUT,
-                                        env=env, cwd=home)
-        deadline = time.monotonic() + 120
-        while not self._up():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"jupyter server did not start; see {home / 'server.log'}")
-            time.sleep(0.2)
-
-    def _up(self) -> bool:
-        try:
-            return self.request("GET", "api/status").ok
-        except requests.RequestException:
-            return False
-
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return requests.request(method, f"http://127.0.0.1:{self.port}/{path}", timeout=3600,
-                                headers={"Authorization": f"token {self.token}"}, **kwargs)
-
-    def session(self, path: str) -> str:
-        response = self.request("POST", "api/sessions", json={"path": path, "type": "notebook",
-                                                               "kernel": {"name": "python3"}})
-        response.raise_for_status()
-        kernel_id = str(response.json()["kernel"]["id"])
-        self.request("GET", f"api/nbmigrate/kernels/{kernel_id}/ping").raise_for_status()
-        return kernel_id
-
-    def kernel(self, kernel_id: str) -> Kernel:
-        return Kernel.connect(str(self.home / "runtime" / f"kernel-{kernel_id}.json"), timeout=120)
-
-    def stop(self) -> None:
-        for model in self.request("GET", "api/kernels").json():
-            self.request("DELETE", f"api/kernels/{model['id']}")
-        self.process.terminate()
-        self.process.wait(timeout=60)
+def _session(server: LocalServer, path: str) -> str:
+    """Open ``path`` as a front end does (``POST /api/sessions``); the kernel's id once it answers."""
+    response = server.request("POST", "api/sessions", timeout=3600,
+                              json={"path": path, "type": "notebook", "kernel": {"name": "python3"}})
+    response.raise_for_status()
+    kernel_id = str(response.json()["kernel"]["id"])
+    server.request("GET", f"api/nbmigrate/kernels/{kernel_id}/ping", timeout=3600).raise_for_status()
+    return kernel_id
 
 
-def measure(notebook: Path, workdir: Path) -> dict[str, Any]:
+def _kernel(server: LocalServer, kernel_id: str) -> Kernel:
+    return Kernel.connect(str(server.runtime / f"kernel-{kernel_id}.json"), timeout=120)
+
+
+def measure(notebook: Path, workdir: Path, timeout: float) -> dict[str, Any]:
     """Hibernate and resume ``notebook`` once on a fresh server under ``workdir``."""
     store = workdir / "store"
-    server = _Server(workdir / "server", store)
+    server = start_local_server(
+        workdir / "server", f"--NbmigrateExtension.store_url={store}",
+        f"--NbmigrateExtension.hibernate_after={IDLE_SECONDS}", "--NbmigrateExtension.hibernate_check_interval=0.5",
+        "--NbmigrateExtension.drain_deadline=0", timeout=120)
     try:
         main, tail = split(code_cells(notebook))
         (server.home / "root" / "nb").mkdir()
         path = f"nb/{notebook.name}"
-        first = server.session(path)
-        kernel = server.kernel(first)
+        first = _session(server, path)
+        kernel = _kernel(server, first)
         kernel.execute("%load_ext nbmigrate")
-        run_cells(kernel, main, timeout=3600)
+        run_cells(kernel, main, timeout=timeout)
         kernel.client.stop_channels()
         records = store / "hibernated"
-        deadline = time.monotonic() + 3600
+        deadline = time.monotonic() + timeout
         # The record is written before the kernel is shut down: wait for both, or the notebook would be
         # opened again in its old, still running session.
-        while not (records.is_dir() and any(records.glob("*.json"))) or server.request("GET", "api/kernels").json():
+        while not (records.is_dir() and any(records.glob("*.json"))) or \
+                server.request("GET", "api/kernels", timeout=60).json():
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{notebook.name} was not hibernated; see {server.home / 'server.log'}")
             time.sleep(0.5)
         record = json.loads(next(records.glob("*.json")).read_text())
         started = time.perf_counter()
-        second = server.session(path)
+        second = _session(server, path)
         open_seconds = time.perf_counter() - started
-        resumed = server.kernel(second)
-        output = "".join(r.text for r in run_cells(resumed, tail or [], timeout=3600)) if tail else \
+        resumed = _kernel(server, second)
+        output = "".join(r.text for r in run_cells(resumed, tail, timeout=timeout)) if tail else \
             resumed.execute("pass").text
         resumed.client.stop_channels()
         notice = output.partition("\n")[0]
@@ -136,33 +91,43 @@ def measure(notebook: Path, workdir: Path) -> dict[str, Any]:
         server.stop()
 
 
-def run(notebooks: Sequence[str | Path], out: str | Path) -> list[dict[str, Any]]:
-    """Measure every notebook (files or folders of ``*.ipynb``); write the rows as JSON to ``out``."""
-    rows = []
-    for notebook in expand_notebooks([str(n) for n in notebooks]):
-        log(f"hibernation: {notebook.name}")
-        with tempfile.TemporaryDirectory(prefix="nbm-hibernation-") as tmp:
-            env = {"NBMIGRATE_SECRET_FILE": str(Path(tmp) / "secret"), "IPYTHONDIR": str(Path(tmp) / "ipython")}
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
-            try:
-                rows.append(measure(notebook, Path(tmp)))
-            except Exception as exc:  # one broken notebook must not cost the others' figures
-                rows.append({"notebook": notebook.name, "error": f"{type(exc).__name__}: {exc}"})
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
-                shutil.rmtree(tmp, ignore_errors=True)
-        log(f"  {json.dumps(rows[-1])}")
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(rows, indent=1))
-    return rows
+def run(notebooks: list[Path], out: Path, *, quick: bool, timeout: float) -> str:
+    """Hibernate and resume every notebook, each on its own fresh server; write JSON, CSV and markdown."""
+    rows: list[dict[str, Any]] = []
+    with isolated_environment():
+        meta = machine()
+        for notebook in notebooks:
+            log(f"hibernation: {notebook.name}")
+            with tempfile.TemporaryDirectory(prefix="nbm-hibernation-") as tmp:
+                try:
+                    rows.append(measure(notebook, Path(tmp), timeout))
+                except Exception as exc:  # one broken notebook must not cost the others' figures
+                    rows.append({"notebook": notebook.name, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            log(f"  {json.dumps(rows[-1])}")
+    data = {"machine": finish(meta), "settings": {"quick": quick, "timeout": timeout}, "notebooks": rows}
+    md = render(data)
+    write_csv(out.with_suffix(".csv"), rows)
+    write_outputs(out, data, md)
+    return md
 
 
-if __name__ == "__main__":
-    if len(sys.argv) < 3:
-        sys.exit("usage: python -m bench.hibernation OUT.json NOTEBOOK_OR_FOLDER...")
-    run(sys.argv[2:], sys.argv[1])
+def render(data: dict[str, Any]) -> str:
+    m = data["machine"]
+    lines: list[list[object]] = []
+    for r in data["notebooks"]:
+        if r.get("error"):
+            lines.append([r["notebook"], "error", "", "", "", "", f"no: {r['error']}"])
+            continue
+        restore = r.get("restore_seconds")
+        lines.append([r["notebook"], human_bytes(r["memory_freed"]), human_bytes(r["stored_bytes"]),
+                      f"{r['checkpoint_seconds']:.1f}", "n/a" if restore is None else f"{restore:.1f}",
+                      f"{r['open_seconds']:.1f}", "yes" if r["verified"] else "**no**"])
+    header = ["notebook", "memory freed", "stored", "checkpoint s", "restore s", "open s (start + restore)",
+              "verified"]
+    return "\n".join([
+        "## Hibernation and resume\n",
+        f"{m['date']}, {source_line(m)}, Python {m['python']}, {m['cpus']} CPUs. A private Jupyter server hibernates "
+        f"the notebook's kernel after {IDLE_SECONDS:.0f} s idle (checkpoint, then shut down); opening the notebook "
+        "again restores the session before its first cell.\n",
+        table(header, lines),
+    ])

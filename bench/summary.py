@@ -142,9 +142,8 @@ def _headlines(folder: Path) -> list[str]:
         moves = m.get("moves", [])
         faithful = sum(1 for r in moves if r.get("faithful"))
         lines.append(f"- server-to-server moves (CLI, streamed and via S3): {faithful} / {len(moves)} faithful")
-    hibernation = folder / "hibernation.json"
-    rows = json.loads(hibernation.read_text()) if hibernation.is_file() else None
-    if isinstance(rows, list) and rows:
+    rows = (h or {}).get("notebooks") if (h := _load(folder, "hibernation")) is not None else None
+    if rows:
         done = [r for r in rows if not r.get("error")]
         freed = sum(r.get("memory_freed") or 0 for r in done)
         resumes = sorted(r["open_seconds"] for r in done if r.get("open_seconds") is not None)
