@@ -51,6 +51,15 @@ _SIZE_SAMPLE = 1024
 """Elements whose ``sys.getsizeof`` is summed to estimate the size of a larger bulk-encoded sequence."""
 
 
+def _count_nul(data: bytes) -> int:
+    """Zero bytes in ``data``: through numpy when the user imported it (a vectorised compare is ~4x
+    faster than ``bytes.count`` on tens of megabytes of text), never importing it."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        return data.count(0)
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8) == 0))
+
+
 def _sized(seq: Sequence[Any]) -> int:
     """Estimated ``sys.getsizeof`` total of the elements: exact up to 4 samples' worth, then from an
     evenly strided sample (summing millions of sizes cost more than hashing the content)."""
@@ -269,10 +278,9 @@ class _WalkerBase:
         parts: list[bytes] = []
         for i in range(0, n, _MARSHAL_CHUNK):
             chunk = seq[i : i + _MARSHAL_CHUNK]
-            joined = "\x00".join(chunk)
-            if joined.count("\x00") != len(chunk) - 1:
+            data = "\x00".join(chunk).encode("utf-8", "surrogatepass")
+            if _count_nul(data) != len(chunk) - 1:  # only U+0000 encodes to a zero byte
                 return False
-            data = joined.encode("utf-8", "surrogatepass")
             parts.append(_len(len(data)))
             parts.append(data)
         emit = self.emit
