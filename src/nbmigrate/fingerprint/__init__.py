@@ -57,10 +57,10 @@ Linear in the reachable graph.  Each Python object costs 1-4 µs; lists, tuples 
 ~15 ms), sequences of exact ``str`` as NUL-joined UTF-8 (a 4-million-token object array: well under a
 second, most of it the element type check), runs of numeric numpy scalars of one type as one buffer;
 numeric buffers cost one pass of xxh3 (300 MB: ~20 ms; arrays laid out column-major, such as pandas
-blocks of frames built from row-major arrays, go through a cache-sized transposition first).  The first call after new modules are
-imported scans their module dictionaries for library singletons (~45 ms with numpy, pandas, torch,
-sklearn, matplotlib, polars and pyarrow imported: ~2,700 modules, ~32,000 objects pinned; later calls
-only scan the modules imported since).
+blocks of frames built from row-major arrays, go through a cache-sized transposition first).
+The first call after new modules are imported scans their module dictionaries for library
+singletons (~45 ms with numpy, pandas, torch, sklearn, matplotlib, polars and pyarrow imported:
+~2,700 modules, ~32,000 objects pinned; later calls only scan the modules imported since).
 
 Limitations
 -----------
