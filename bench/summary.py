@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,7 @@ def _compare_targets(data: dict[str, Any] | None, failed: Sequence[str]) -> list
 
 
 def _overhead_targets(data: dict[str, Any] | None, failed: Sequence[str]) -> list[Target]:
-    names = (f"monitoring overhead, runtime median ≤ {OVERHEAD_MEDIAN} %",
+    names = (f"monitoring overhead, runtime median ≤ {OVERHEAD_MEDIAN} % (at least the time in its hooks)",
              f"monitoring overhead, runtime worst ≤ {OVERHEAD_WORST} %",
              f"monitoring overhead, peak memory ≤ {MEMORY_WORST} % (worst)")
     if data is None:
@@ -89,8 +90,16 @@ def _overhead_targets(data: dict[str, Any] | None, failed: Sequence[str]) -> lis
     s = data["summary"]
     wall, cpu, mem = s["wall_overhead_pct"], s["cpu_overhead_pct"], s["mem_overhead_pct"]
     count = len(data.get("notebooks", []))
-    values = [(wall["median"], OVERHEAD_MEDIAN, f" (CPU {_pct(cpu['median'])})"),
-              (wall["worst"], OVERHEAD_WORST, f" (CPU {_pct(cpu['worst'])})"),
+    # The monitor cannot cost less than the time spent inside its hooks, which is measured exactly;
+    # a wall-clock difference below that (even negative) is the shared machine's noise.
+    floors = sorted(max(r["wall_overhead_pct"], 100 * r["hooks_seconds"] / r["plain"]["wall_seconds"])
+                    for r in data.get("notebooks", [])
+                    if r.get("wall_overhead_pct") is not None and r.get("hooks_seconds") is not None)
+    runtime = {"median": statistics.median(floors), "worst": floors[-1]} if floors else wall
+    values = [(runtime["median"], OVERHEAD_MEDIAN, f" (wall difference {_pct(wall['median'])}, "
+                                                   f"CPU {_pct(cpu['median'])})"),
+              (runtime["worst"], OVERHEAD_WORST, f" (wall difference {_pct(wall['worst'])}, "
+                                                 f"CPU {_pct(cpu['worst'])})"),
               (mem["worst"], MEMORY_WORST, f" (median {_pct(mem['median'])})")]
     return [Target(name, f"{_pct(v)}{extra}, {count} notebooks", None if v is None else v <= limit)
             for name, (v, limit, extra) in zip(names, values, strict=True)]
