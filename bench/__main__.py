@@ -22,7 +22,7 @@ DEFAULT_TIMEOUT = 1800.0
 
 @dataclass(frozen=True)
 class NotebookBench:
-    """A benchmark over notebooks: ``run(notebooks, out, ...)``, usually also ``select_notebooks(given, quick)``
+    """A benchmark over notebooks: ``run(notebooks, out, ...)`` and ``select_notebooks(given, quick)``
     (see :func:`_run_notebooks` for the modules that differ)."""
 
     name: str

@@ -61,6 +61,21 @@ def measured_seconds() -> dict[str, float]:
     return out
 
 
+def select_benchmark_notebooks(given: list[Path], quick: bool) -> list[Path] | None:
+    """``given``, else the corpus's benchmark notebooks (with ``quick``, the two fastest by measured.json),
+    or None when there are none (no corpus and none given)."""
+    if given:
+        return given
+    folder = CORPUS / "benchmark"
+    found = sorted(folder.glob("*.ipynb")) if folder.is_dir() else []
+    if not found:
+        return None
+    if quick:
+        seconds = measured_seconds()
+        found = sorted(sorted(found, key=lambda p: seconds.get(f"benchmark/{p.name}", float("inf")))[:2])
+    return found
+
+
 @contextlib.contextmanager
 def isolated_environment() -> Iterator[dict[str, str]]:
     """Kernels started inside see a fresh IPYTHONDIR and, unless one is set, a throw-away signing secret.

@@ -17,7 +17,6 @@ Migration time = checkpoint + bytes / bandwidth + restore (kernel start-up exclu
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 import traceback
@@ -30,7 +29,7 @@ from nbmigrate.notebooks import Cell, code_cells, run_cells, split
 from nbmigrate.remote import Kernel, KernelError
 from nbmigrate.reports import human_bytes
 
-from .common import CORPUS, finish, isolated_environment, log, machine, measured_seconds
+from .common import finish, isolated_environment, log, machine, select_benchmark_notebooks
 from .peers import kernels, venv
 from .peers.base import Context, Method
 from .peers.dill_methods import DumpSession, PickleEach
@@ -78,18 +77,7 @@ class Row:
         return self.checkpoint_seconds + self.checkpoint_bytes / bandwidth + self.restore_seconds
 
 
-def select_notebooks(given: list[Path], quick: bool) -> list[Path] | None:
-    """The notebooks to compare on, or None when there are none (no corpus and none given)."""
-    if given:
-        return given
-    folder = CORPUS / "benchmark"
-    found = sorted(folder.glob("*.ipynb")) if folder.is_dir() else []
-    if not found:
-        return None
-    if quick:
-        seconds = measured_seconds()
-        found = sorted(sorted(found, key=lambda p: seconds.get(f"benchmark/{p.name}", math.inf))[:2])
-    return found
+select_notebooks = select_benchmark_notebooks
 
 
 def _first_line(text: str) -> str:

@@ -25,7 +25,7 @@ from nbmigrate.reports import human_bytes
 from nbmigrate.server.launch import LocalServer, start_local_server
 
 from .common import finish, isolated_environment, log, machine, source_line, table, write_csv, write_outputs
-from .migration import select_notebooks
+from .common import select_benchmark_notebooks as select_notebooks
 
 __all__ = ["run", "select_notebooks"]
 

@@ -39,12 +39,11 @@ from nbmigrate.server.client import start_kernel
 from nbmigrate.server.launch import LocalServer, free_port, start_local_server
 
 from .common import (
-    CORPUS,
     finish,
     isolated_environment,
     log,
     machine,
-    measured_seconds,
+    select_benchmark_notebooks,
     source_line,
     table,
     write_csv,
@@ -53,22 +52,9 @@ from .common import (
 
 NBMIGRATE = str(Path(sys.executable).with_name("nbmigrate"))
 HOWS = ("streamed", "s3")
-QUICK_COUNT = 2
-"""--quick moves the two fastest benchmark notebooks (by the corpus's measured.json)."""
 
 
-def select_notebooks(given: list[Path], quick: bool) -> list[Path] | None:
-    """The notebooks to move: ``given``, else the corpus's benchmark notebooks (None if it is absent)."""
-    if given:
-        return given
-    folder = CORPUS / "benchmark"
-    found = sorted(folder.glob("*.ipynb")) if folder.is_dir() else []
-    if not found:
-        return None
-    if quick:
-        seconds = measured_seconds()
-        found = sorted(found, key=lambda p: seconds.get(f"benchmark/{p.name}", float("inf")))[:QUICK_COUNT]
-    return found
+select_notebooks = select_benchmark_notebooks
 
 
 @contextmanager

@@ -24,7 +24,6 @@ from nbmigrate.notebooks import Cell, code_cells, run_cells, split
 from nbmigrate.remote import Kernel, KernelError
 
 from .common import (
-    CORPUS,
     QUIET,
     code_span,
     finish,
@@ -32,10 +31,10 @@ from .common import (
     isolated_environment,
     log,
     machine,
-    measured_seconds,
     mib,
     pct,
     plot_path,
+    select_benchmark_notebooks,
     source_line,
     table,
     write_csv,
@@ -256,19 +255,7 @@ def _stats(values: list[float | None]) -> dict[str, float | None]:
     return {"median": statistics.median(present) if present else None, "worst": max(present, default=None)}
 
 
-def select_notebooks(given: list[Path], quick: bool) -> list[Path] | None:
-    """The notebooks to measure, or None when there are none (no corpus and none given)."""
-    if given:
-        return given
-    folder = CORPUS / "benchmark"
-    found = sorted(folder.glob("*.ipynb")) if folder.is_dir() else []
-    if not found:
-        return None
-    if quick:
-        seconds = measured_seconds()
-        found.sort(key=lambda p: seconds.get(f"benchmark/{p.name}", float("inf")))
-        found = sorted(found[:2])
-    return found
+select_notebooks = select_benchmark_notebooks
 
 
 def run(notebooks: list[Path], out: Path, *, quick: bool, timeout: float, repeat: int = 1) -> str:
