@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 from . import compare, correctness, hibernation, migration, overhead, scalability, summary, throughput
-from .common import CORPUS, default_out, expand_notebooks, log
+from .common import CORPUS, default_out, expand_notebooks, lightest_benchmark_notebook, log
 
 DEFAULT_TIMEOUT = 1800.0
 
@@ -56,7 +56,7 @@ def _parser(benches: list[NotebookBench]) -> argparse.ArgumentParser:
     repeat.add_argument("--repeat", type=int, default=argparse.SUPPRESS,
                         help="overhead: runs per side and notebook, best kept (default 1); "
                              "scalability: plan runs per size, median kept (default 5)")
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, parents=[shared, where, repeat])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, parents=[shared, where])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for bench in benches:
         parents = [shared, where, repeat] if bench.name == "overhead" else [shared, where]
@@ -73,7 +73,7 @@ def _parser(benches: list[NotebookBench]) -> argparse.ArgumentParser:
                            help=f"methods to compare (default all: {', '.join(compare.ALL_METHODS)})")
     p = sub.add_parser("throughput", help="checkpoint/restore GB/s of 4 GiB of arrays against the raw disk",
                        parents=[shared, where])
-    p.add_argument("--bytes", type=float, default=None, help="bytes of arrays (default 4 GiB, 1 GiB with --quick)")
+    p.add_argument("--bytes", type=float, default=None, help="bytes of arrays (default 4 GiB, 512 MiB with --quick)")
     p.add_argument("--scratch", type=Path, default=None,
                    help="folder on the disk to measure (default the system's temp folder)")
     p.add_argument("--out", type=Path, default=None, help="JSON result (default bench/results/<date>/throughput.json)")
@@ -113,16 +113,24 @@ def _guarded(name: str, step: Callable[[], int]) -> tuple[int, float]:
     return status, seconds
 
 
-def _everything(benches: list[NotebookBench], folder: Path, quick: bool, timeout: float, repeat: int) -> int:
-    """Every benchmark in one sitting into ``folder``, then summary.md: the cheap, pure ones first."""
+def _everything(benches: list[NotebookBench], folder: Path, quick: bool, timeout: float) -> int:
+    """Every benchmark in one sitting into ``folder``, then summary.md: the cheap, pure ones first.
+
+    ``overhead`` is not run on its own: ``compare`` writes it from its plain and monitored source runs.
+    Without ``quick``, the server benchmarks take the lightest benchmark notebook only (see
+    :func:`bench.common.lightest_benchmark_notebook`).
+    """
     steps: list[tuple[str, Callable[[], int]]] = [
         ("scalability", lambda: _print(scalability.run(folder / "scalability.json", repeat=3 if quick else 5))),
         ("throughput", lambda: _print(throughput.run(folder / "throughput.json", quick=quick, timeout=timeout))),
     ]
+    servers = [] if quick else [str(p) for p in lightest_benchmark_notebook()]
     for bench in benches:
-        extra = {"repeat": repeat} if bench.name == "overhead" else {}
-        steps.append((bench.name, lambda b=bench, e=extra: _run_notebooks(  # type: ignore[misc]
-            b, [], folder / f"{b.name}.json", quick, timeout, **e)))
+        if bench.name == "overhead":
+            continue
+        given = servers if bench.name in ("migration", "hibernation") else []
+        steps.append((bench.name, lambda b=bench, g=given: _run_notebooks(  # type: ignore[misc]
+            b, g, folder / f"{b.name}.json", quick, timeout)))
     failed: list[str] = []
     durations: dict[str, float] = {}
     for name, step in steps:
@@ -149,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     folder: Path = getattr(args, "out_dir", None) or default_out("")
     command: str | None = args.command
     if command is None:
-        return _everything(benches, folder, quick, timeout, max(1, repeat or 1))
+        return _everything(benches, folder, quick, timeout)
     if command == "summary":
         print(summary.write(folder))
         return 0

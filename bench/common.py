@@ -62,18 +62,30 @@ def measured_seconds() -> dict[str, float]:
 
 
 def select_benchmark_notebooks(given: list[Path], quick: bool) -> list[Path] | None:
-    """``given``, else the corpus's benchmark notebooks (with ``quick``, the two fastest by measured.json),
-    or None when there are none (no corpus and none given)."""
+    """``given``, else with ``quick`` the project's own demo notebook (seconds to run, any clone has it),
+    else the corpus's benchmark notebooks, or None when there are none (no corpus and none given)."""
     if given:
         return given
+    if quick:
+        return [DEMO]
     folder = CORPUS / "benchmark"
     found = sorted(folder.glob("*.ipynb")) if folder.is_dir() else []
-    if not found:
-        return None
-    if quick:
-        seconds = measured_seconds()
-        found = sorted(sorted(found, key=lambda p: seconds.get(f"benchmark/{p.name}", float("inf")))[:2])
-    return found
+    return found or None
+
+
+def lightest_benchmark_notebook() -> list[Path]:
+    """The benchmark notebook with the smallest namespace by the corpus's measured.json (none without it).
+
+    The full run moves and hibernates this one only: the server benchmarks repeat what ``compare`` measures
+    for every notebook (checkpoint, transfer, restore), through the Jupyter servers, and all six would add
+    a quarter of an hour; ``python -m bench migration`` / ``hibernation`` alone do all six.
+    """
+    path = CORPUS / "measured.json"
+    if not path.is_file():
+        return []
+    sizes = {str(r["notebook"]): int(r.get("ns_bytes") or 0) for r in json.loads(path.read_text())}
+    found = [p for p in sorted((CORPUS / "benchmark").glob("*.ipynb")) if f"benchmark/{p.name}" in sizes]
+    return [min(found, key=lambda p: sizes[f"benchmark/{p.name}"])] if found else []
 
 
 @contextlib.contextmanager

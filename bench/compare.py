@@ -7,16 +7,24 @@ same nbmigrate fingerprint digest, and the tail prints what it prints in the sou
 after every checkpoint: the uninterrupted run). A method that restores wrongly is reported INCORRECT,
 never timed as a success.
 
-Methods that do not change the kernel they watch share one source run (nbmigrate with its three
-preferences, DumpSession, PickleEach, in that order); Kishu and ElasticNotebook instrument the kernel,
-so each gets a source run of its own. RerunAll does not run the notebook again: its restore time is
-the shared source run's wall time (the same cells in a fresh kernel), and it needs no checkpoint.
+Methods that do not change the kernel they watch share a source run: nbmigrate with its three
+preferences share the *monitored* one (nbmigrate loaded before the first cell); DumpSession and
+PickleEach share a *plain* one (nothing loaded, as a dill user has it). Kishu and ElasticNotebook
+instrument the kernel, so each gets a source run of its own. RerunAll does not run the notebook again:
+its restore time is the monitored source run's wall time (the same cells in a fresh kernel), and it
+needs no checkpoint. The plain and monitored runs are measured as the ``overhead`` benchmark measures
+(per-cell round trips, process-tree CPU, peak RSS, exact time in the monitor's hooks), so one compare
+also writes ``overhead.json`` beside its results: the full run needs no separate overhead runs.
+
+A restore that takes longer than :data:`RESTORE_CAP` × RerunAll (re-running the whole notebook) is
+stopped and reported as failed, so one slow peer cannot hold the run up for many minutes.
 
 Migration time = checkpoint + bytes / bandwidth + restore (kernel start-up excluded everywhere).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 import traceback
@@ -26,10 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from nbmigrate.notebooks import Cell, code_cells, run_cells, split
-from nbmigrate.remote import Kernel, KernelError
+from nbmigrate.remote import Kernel
 from nbmigrate.reports import human_bytes
 
+from . import overhead
 from .common import finish, isolated_environment, log, machine, select_benchmark_notebooks
+from .compare_report import RESTORE_CAP
+from .overhead import Run, install_hooks, measure_cells
 from .peers import kernels, venv
 from .peers.base import Context, Method
 from .peers.dill_methods import DumpSession, PickleEach
@@ -52,6 +63,8 @@ ALL_METHODS = ["nbmigrate", "nbmigrate (restore)", "nbmigrate (checkpoint)", RER
 BANDWIDTH_SWEEP = [50e6 / 8 * 2 ** (k / 2) for k in range(16)]
 """50 Mbit/s to ~9 Gbit/s in half-octave steps, plus 10 Gbit/s (appended below)."""
 BANDWIDTH_SWEEP.append(10e9 / 8)
+MONITORED, PLAIN = "shared", "plain"
+"""The source-run keys whose runs make the overhead figures (see :attr:`bench.peers.base.Method.source`)."""
 
 
 @dataclass
@@ -114,10 +127,11 @@ def _tail(kernel: Kernel, tail: list[Cell], timeout: float) -> str:
 
 
 def _source_run(notebook: Path, group: list[Method], rows: dict[str, Row], root: Path, specs: dict[str, str],
-                timeout: float, bandwidth: float) -> float | None:
+                timeout: float, bandwidth: float, restore_cap: float | None) -> Run | None:
     """One source kernel serving ``group``: prepare, run the cells, checkpoint each, restore each, check.
 
-    Returns the wall seconds of the notebook's cells (None if the run failed). The reference digests are
+    Returns the measured run of the notebook's cells (None if it failed). A restore taking longer than
+    ``restore_cap`` seconds is stopped and reported as failed. The reference digests are
     taken after the checkpoints (none of which changes a value), so a method that tracks accesses
     (Kishu) does not see the harness read every variable before its own commit. The source kernel runs
     the tail (the uninterrupted run's output) right then, before any restore: the checkpoints are
@@ -138,20 +152,21 @@ def _source_run(notebook: Path, group: list[Method], rows: dict[str, Row], root:
     with kernels.start(kernel_name, work, env) as source:
         for m in group:
             m.prepare(source, ctxs[m.name])
-        t = time.perf_counter()
-        try:
-            for cell in main:
-                source.execute(lead.wrap(cell.source), timeout=timeout, allow_error=cell.may_raise)
-        except (KernelError, TimeoutError) as exc:
+        install_hooks(source, load=False, timeout=timeout)
+        run = measure_cells(source, main, lambda c: source.execute(lead.wrap(c.source), timeout=timeout,
+                                                                   allow_error=c.may_raise),
+                            monitored=lead.source == MONITORED)
+        if run.error is not None:
             for m in members:
-                rows[m.name].status, rows[m.name].error = "FAILED", f"source run failed: {_first_line(str(exc))}"
+                rows[m.name].status, rows[m.name].error = "FAILED", f"source run failed: {run.error}"
             return None
-        run_seconds = time.perf_counter() - t
-        log(f"  source run for {', '.join(m.name for m in group)}: {run_seconds:.1f} s")
+        log(f"  source run for {', '.join(m.name for m in group)}: {run.wall_seconds:.1f} s, "
+            f"{sum(run.hook_seconds):.2f} s in cell hooks")
         done: list[Method] = []
         for m in members:
             row = rows[m.name]
-            row.info["source_run_seconds"] = run_seconds
+            row.info["source_run_seconds"] = run.wall_seconds
+            row.info["source_hook_seconds"] = sum(run.hook_seconds) if run.hook_seconds else None
             try:
                 ckpt = m.checkpoint(source, ctxs[m.name])
             except Exception as exc:  # the method failed on this notebook: say so, go on with the others
@@ -172,13 +187,21 @@ def _source_run(notebook: Path, group: list[Method], rows: dict[str, Row], root:
                 rows[m.name].status = "FAILED"
                 rows[m.name].error = f"the source kernel could not run the after_restore cells: {_first_line(str(exc))}"
                 rows[m.name].info["error_detail"] = str(exc)[-4000:]
-            return run_seconds
+            return run
         restored_tails: dict[str, str] = {}
         for m in done:
             row = rows[m.name]
+            ctx = ctxs[m.name] if restore_cap is None else dataclasses.replace(ctxs[m.name], timeout=restore_cap)
+            t = time.perf_counter()
             try:
-                restored = m.restore(ctxs[m.name])
+                restored = m.restore(ctx)
             except Exception as exc:  # as above
+                if restore_cap is not None and time.perf_counter() - t >= restore_cap:
+                    row.status = "FAILED"
+                    row.error = (f"restore stopped after {restore_cap:.0f} s, over {RESTORE_CAP}× RerunAll "
+                                 "(re-running the notebook is faster)")
+                    log(f"  {m.name}: {row.error}")
+                    continue
                 row.status, row.error = "FAILED", f"restore: {_first_line(str(exc)) or type(exc).__name__}"
                 row.info["error_detail"] = str(exc)[-4000:]
                 log(f"  {m.name}: restore FAILED: {row.error}")
@@ -206,7 +229,7 @@ def _source_run(notebook: Path, group: list[Method], rows: dict[str, Row], root:
         row.migration_seconds = row.migration_at(bandwidth)
         log(f"  {m.name}: {row.status}, checkpoint {row.checkpoint_seconds or 0:.2f} s "
             f"({human_bytes(row.checkpoint_bytes or 0)}), restore {row.restore_seconds or 0:.2f} s")
-    return run_seconds
+    return run
 
 
 def _without(summary: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
@@ -214,42 +237,55 @@ def _without(summary: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
 
 
 def measure_notebook(notebook: Path, methods: list[Method], rerun: bool, specs: dict[str, str], timeout: float,
-                     bandwidth: float) -> list[Row]:
+                     bandwidth: float) -> tuple[list[Row], dict[str, Any] | None]:
+    """The rows of ``notebook``, and its overhead record when both the plain and the monitored run ran."""
     rows = {m.name: Row(notebook.name, m.name) for m in methods}
     groups: dict[str, list[Method]] = {}
+    if rerun:
+        groups[MONITORED] = []
     for m in methods:
         groups.setdefault(m.source, []).append(m)
-    if rerun:
-        groups.setdefault("shared", [])
-    run_seconds: dict[str, float | None] = {}
+    runs: dict[str, Run | None] = {}
     with tempfile.TemporaryDirectory(prefix="nbmigrate-compare-") as tmp:
         for i, (key, group) in enumerate(groups.items()):
             members = group or [_RunOnly()]
+            monitored = runs.get(MONITORED)
+            cap = max(60.0, RESTORE_CAP * monitored.wall_seconds) if monitored is not None else None
             try:
-                run_seconds[key] = _source_run(notebook, members, rows, Path(tmp) / str(i), specs, timeout,
-                                               bandwidth)
+                runs[key] = _source_run(notebook, members, rows, Path(tmp) / str(i), specs, timeout, bandwidth, cap)
             except Exception as exc:  # a kernel that died or never started: these methods failed here
                 log(traceback.format_exc())
                 for m in group:
                     if rows[m.name].status == "ok":
                         rows[m.name].status, rows[m.name].error = "FAILED", _first_line(str(exc)) or type(exc).__name__
-                run_seconds[key] = None
+                runs[key] = None
     out = [rows[m.name] for m in methods]
     if rerun:
-        seconds = run_seconds.get("shared")
-        row = Row(notebook.name, RERUN, checkpoint_seconds=0.0, checkpoint_bytes=0, restore_seconds=seconds,
-                  notes=["restore = the source run's wall time (the same cells, fresh kernel); not re-run"])
-        if seconds is None:
+        run = runs.get(MONITORED)
+        row = Row(notebook.name, RERUN, checkpoint_seconds=0.0, checkpoint_bytes=0,
+                  restore_seconds=run.wall_seconds if run is not None else None,
+                  notes=["restore = the monitored source run's wall time (the same cells, fresh kernel); not re-run"])
+        if run is None:
             row.status, row.error = "FAILED", "the notebook did not run"
         row.migration_seconds = row.migration_at(bandwidth)
         out.insert(min(len(out), sum(1 for m in methods if m.name.startswith("nbmigrate"))), row)
-    return out
+    plain, monitored = runs.get(PLAIN), runs.get(MONITORED)
+    record = None
+    if plain is not None and monitored is not None and monitored.monitored:
+        main, _tail = split(code_cells(notebook))
+        order = ["monitored", "plain"] if list(groups).index(MONITORED) < list(groups).index(PLAIN) else \
+            ["plain", "monitored"]
+        record = overhead.entry(notebook, main, [plain], [monitored], [order])
+    return out, record
 
 
 class _RunOnly(Method):
-    """A source run with no method in it (only RerunAll asked for)."""
+    """The monitored source run with no method of its own (RerunAll asked for without nbmigrate)."""
 
     name = "_run_only"
+
+    def prepare(self, kernel: Kernel, ctx: Context) -> None:
+        kernel.execute("%load_ext nbmigrate")
 
 
 def _methods(names: Sequence[str], peers: bool) -> tuple[list[Method], list[Row]]:
@@ -294,6 +330,7 @@ def run(notebooks: list[Path], out: Path, *, quick: bool, timeout: float, bandwi
         chosen = keep
     python = str(interpreter) if interpreter is not None else kernels.project_python()
     rows: list[Row] = []
+    records: list[dict[str, Any]] = []
     md = ""
     modules = ["ipykernel_launcher", *(m.kernel_module for m in chosen)]
     with isolated_environment(), kernels.kernelspecs(python, modules) as specs:
@@ -302,9 +339,14 @@ def run(notebooks: list[Path], out: Path, *, quick: bool, timeout: float, bandwi
         meta["versions"] = venv.versions(python)
         for nb in notebooks:
             log(f"{nb.name}: comparing {', '.join(m.name for m in chosen)}" + (f", {RERUN}" if RERUN in names else ""))
-            rows.extend(measure_notebook(nb, chosen, RERUN in names, specs, timeout, bandwidth))
+            got, record = measure_notebook(nb, chosen, RERUN in names, specs, timeout, bandwidth)
+            rows.extend(got)
             md = _write(out, meta, quick, timeout, bandwidth, names, skipped, rows)  # a killed run keeps its notebooks
-    log(f"wrote {out} and its .md/.csv/.png companions")
+            if record is not None:
+                records.append(record)
+                overhead.write(out.parent / "overhead.json", meta, records,
+                               {"quick": quick, "timeout": timeout, "repeat": 1, "source": "compare"})
+    log(f"wrote {out} and its .md/.csv/.png companions" + (" and overhead.json" if records else ""))
     return md
 
 

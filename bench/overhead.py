@@ -5,10 +5,12 @@ directory as cwd: once plain, once with nbmigrate loaded. The order alternates b
 drift of the machine's load spreads over both sides. Per run: wall seconds of the cells (sum of
 per-cell round trips), kernel-tree CPU seconds, peak RSS of the kernel (see :mod:`bench.probe`).
 
-Two small timing hooks are registered in *both* kernels around the extension's own ``pre_run_cell`` /
-``post_run_cell`` callbacks (IPython calls callbacks in registration order), so the time spent inside
-the monitor's hooks is measured exactly, per cell, free of run-to-run noise. What the monitor costs
-*during* a cell (its audit hook watching file opens) shows only in the monitored − plain difference.
+Two small timing hooks are put in *both* kernels around the extension's own ``pre_run_cell`` /
+``post_run_cell`` callbacks (first and last in IPython's callback lists, which it calls in order), so
+the time spent inside the monitor's hooks is measured exactly, per cell, free of run-to-run noise.
+What the monitor costs *during* a cell (its audit hook watching file opens) shows only in the
+monitored − plain difference. :func:`measure_cells` is shared with ``compare``, whose plain and
+monitored source runs give the full run's overhead figures.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ from .common import (
     write_csv,
     write_outputs,
 )
+from .peers.kernels import silent_eval, silent_exec
 from .probe import Probe
 
 HOOKS = r'''
@@ -80,12 +84,13 @@ def _post_inner(result):
         _cells.append({"pre": t1 - t0, "cell": t2 - t1, "post": t3 - t2})
 
 
-def setup(monitored):
+def setup(load):
+    """Wrap every pre/post_run_cell callback registered so far (after loading nbmigrate if ``load``)."""
     shell = get_ipython()
-    shell.events.register("pre_run_cell", _pre_outer)
-    shell.events.register("post_run_cell", _post_outer)
-    if monitored:
+    if load:
         shell.extension_manager.load_extension("nbmigrate")  # exactly what %load_ext does
+    shell.events.callbacks["pre_run_cell"].insert(0, _pre_outer)
+    shell.events.callbacks["post_run_cell"].insert(0, _post_outer)
     shell.events.register("pre_run_cell", _pre_inner)
     shell.events.register("post_run_cell", _post_inner)
 
@@ -130,34 +135,43 @@ class Run:
         return self.peak_rss_hwm if self.peak_rss_hwm is not None else self.peak_rss_sampled
 
 
-def _run(notebook: Path, cells: list[Cell], *, monitored: bool, timeout: float) -> Run:
+def install_hooks(kernel: Kernel, *, load: bool, timeout: float = 900) -> None:
+    """Put the timing hooks around the callbacks the kernel has now (loading nbmigrate first if ``load``).
+
+    Silent requests only: IPython fires no cell events for them, so neither the hooks nor a watching method
+    see them (an empty non-silent request would fire ``post_run_cell`` without ``pre_run_cell``).
+    """
+    silent_exec(kernel, _setup_code(load), timeout=timeout)
+    loaded = silent_eval(kernel, "__import__('_nbmigrate_bench').status()", timeout=timeout)["monitored"]
+    if load and not loaded:
+        raise RuntimeError("kernel should be monitored, but nbmigrate is not loaded")
+
+
+def measure_cells(kernel: Kernel, cells: list[Cell], execute: Callable[[Cell], object], *, monitored: bool) -> Run:
+    """Run ``cells`` one by one through ``execute`` under a :class:`Probe`; hooks must be installed.
+
+    Stops at the first cell that fails (``Run.error``, ``Run.failed_cell``).
+    """
     run = Run(monitored)
-    with tempfile.TemporaryDirectory(prefix="nbmigrate-bench-") as cwd, \
-            Kernel.start(cwd=cwd, extra_arguments=QUIET) as kernel:
-        kernel.execute(_setup_code(monitored))
-        loaded = kernel.evaluate_json("__import__('_nbmigrate_bench').status()")["monitored"]
-        if loaded != monitored:
-            raise RuntimeError(f"kernel should {'' if monitored else 'not '}be monitored, but it is"
-                               f"{'' if loaded else ' not'} (an IPython profile loading extensions?)")
-        pid = kernel.pid
-        if pid is None:
-            raise RuntimeError("cannot find the kernel's process id")
-        with Probe(pid) as probe:
-            for cell in cells:
-                t = time.perf_counter()
-                try:
-                    run_cells(kernel, [cell], timeout=timeout)
-                except (KernelError, TimeoutError) as exc:
-                    run.error = str(exc).splitlines()[0][:300]
-                    run.failed_cell = cell.index
-                    break
-                run.cell_seconds.append(time.perf_counter() - t)
-        if run.error is None:
-            hooks = kernel.evaluate_json("__import__('_nbmigrate_bench').take()")
-            run.hook_seconds = [h["pre"] + h["post"] for h in hooks]
-            if len(run.hook_seconds) != len(cells):  # nested or skipped cells: do not guess the pairing
-                log(f"  note: {len(hooks)} hook timings for {len(cells)} cells in {notebook.name}; ignored")
-                run.hook_seconds = []
+    pid = kernel.pid
+    if pid is None:
+        raise RuntimeError("cannot find the kernel's process id")
+    with Probe(pid) as probe:
+        for cell in cells:
+            t = time.perf_counter()
+            try:
+                execute(cell)
+            except (KernelError, TimeoutError) as exc:
+                run.error = str(exc).splitlines()[0][:300]
+                run.failed_cell = cell.index
+                break
+            run.cell_seconds.append(time.perf_counter() - t)
+    if run.error is None:
+        hooks = silent_eval(kernel, "__import__('_nbmigrate_bench').take()")
+        run.hook_seconds = [h["pre"] + h["post"] for h in hooks]
+        if len(run.hook_seconds) != len(cells):  # nested or skipped cells: do not guess the pairing
+            log(f"  note: {len(hooks)} hook timings for {len(cells)} cells; ignored")
+            run.hook_seconds = []
     usage = probe.usage
     assert usage is not None
     run.wall_seconds = sum(run.cell_seconds)
@@ -166,6 +180,15 @@ def _run(notebook: Path, cells: list[Cell], *, monitored: bool, timeout: float) 
     run.peak_rss_hwm = usage.peak_rss_hwm
     run.rss_samples = usage.samples
     return run
+
+
+def _run(cells: list[Cell], *, monitored: bool, timeout: float) -> Run:
+    with tempfile.TemporaryDirectory(prefix="nbmigrate-bench-") as cwd, \
+            Kernel.start(cwd=cwd, extra_arguments=QUIET) as kernel:
+        install_hooks(kernel, load=monitored, timeout=timeout)
+        if not monitored and silent_eval(kernel, "__import__('_nbmigrate_bench').status()")["monitored"]:
+            raise RuntimeError("the plain kernel has nbmigrate loaded (an IPython profile loading extensions?)")
+        return measure_cells(kernel, cells, lambda c: run_cells(kernel, [c], timeout=timeout), monitored=monitored)
 
 
 def _first_line(source: str) -> str:
@@ -214,13 +237,20 @@ def measure_notebook(notebook: Path, position: int, timeout: float, repeat: int 
             label = "monitored" if monitored else "plain"
             log(f"{notebook.name}: {label} run ({len(cells)} cells)" + (f", round {round_ + 1}/{repeat}" if repeat > 1
                                                                       else "") + "...")
-            run = _run(notebook, cells, monitored=monitored, timeout=timeout)
+            run = _run(cells, monitored=monitored, timeout=timeout)
             runs[monitored].append(run)
             if run.error:
                 log(f"  FAILED at cell {run.failed_cell}: {run.error}")
             else:
                 log(f"  {run.wall_seconds:.1f} s wall, {run.cpu_seconds:.1f} s CPU, peak {mib(run.peak_rss)} MiB")
-    plain, mon = _best(runs[False]), _best(runs[True])
+    return entry(notebook, cells, runs[False], runs[True], orders)
+
+
+def entry(notebook: Path, cells: list[Cell], plain_runs: list[Run], monitored_runs: list[Run],
+          orders: list[list[str]]) -> dict[str, Any]:
+    """One notebook's overhead record from its plain and monitored runs (best of each side)."""
+    plain, mon = _best(plain_runs), _best(monitored_runs)
+    repeat = max(len(plain_runs), len(monitored_runs))
     per_cell = []
     for i, cell in enumerate(cells):
         row: dict[str, Any] = {"index": cell.index, "first_line": _first_line(cell.source)}
@@ -238,8 +268,8 @@ def measure_notebook(notebook: Path, position: int, timeout: float, repeat: int 
         "order": orders,
         "plain": asdict(plain),
         "monitored": asdict(mon),
-        "plain_runs": [asdict(r) for r in runs[False]] if repeat > 1 else None,
-        "monitored_runs": [asdict(r) for r in runs[True]] if repeat > 1 else None,
+        "plain_runs": [asdict(r) for r in plain_runs] if repeat > 1 else None,
+        "monitored_runs": [asdict(r) for r in monitored_runs] if repeat > 1 else None,
         "complete": complete,
         "wall_overhead_pct": pct(mon.wall_seconds, plain.wall_seconds) if complete else None,
         "cpu_overhead_pct": pct(mon.cpu_seconds, plain.cpu_seconds) if complete else None,
@@ -265,6 +295,11 @@ def run(notebooks: list[Path], out: Path, *, quick: bool, timeout: float, repeat
         meta = machine()
         for position, nb in enumerate(notebooks):
             results.append(measure_notebook(nb, position, timeout, repeat))
+    return write(out, meta, results, {"quick": quick, "timeout": timeout, "repeat": repeat})
+
+
+def write(out: Path, meta: dict[str, Any], results: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    """``out`` (JSON), .md, .csv and .png from the per-notebook :func:`entry` records; return the markdown."""
     summary = {
         key: _stats([r[key] for r in results])
         for key in ("wall_overhead_pct", "cpu_overhead_pct", "mem_overhead_pct", "mem_sampled_overhead_pct")
@@ -273,8 +308,7 @@ def run(notebooks: list[Path], out: Path, *, quick: bool, timeout: float, repeat
     worst = sorted((c for c in cells if c.get("overhead_s") is not None),
                    key=lambda c: -c["overhead_s"])[:5]
     worst_hooks = sorted((c for c in cells if c.get("hooks_s") is not None), key=lambda c: -c["hooks_s"])[:5]
-    data = {"machine": finish(meta), "settings": {"quick": quick, "timeout": timeout, "repeat": repeat,
-                                                 "rss_sample_interval": 0.05},
+    data = {"machine": finish(meta), "settings": {**settings, "rss_sample_interval": 0.05},
             "notebooks": results, "summary": summary, "worst_cells": worst, "worst_hook_cells": worst_hooks}
     md = render(data)
     path = write_outputs(out, data, md)
@@ -342,7 +376,11 @@ def _cell_rows(cells: list[dict[str, Any]]) -> list[list[object]]:
              _s(c["hooks_s"], 3), code_span(c["first_line"])] for c in cells]
 
 
-def _how(repeat: int) -> str:
+def _how(settings: dict[str, Any]) -> str:
+    repeat = settings.get("repeat", 1)
+    if settings.get("source") == "compare":
+        return ("Measured in `compare`'s source runs, each in a fresh kernel: the plain one (DumpSession and "
+                "PickleEach's source, nothing loaded) and the monitored one (nbmigrate's source), once each.")
     if repeat == 1:
         return "Each notebook ran once plain and once monitored, each in a fresh kernel."
     return (f"Each notebook ran {repeat}× plain and {repeat}× monitored, each in a fresh kernel, alternating "
@@ -373,7 +411,7 @@ def render(data: dict[str, Any]) -> str:
         "## Monitoring overhead\n",
         f"{m['date']}, {source_line(m)}, "
         f"Python {m['python']}, {m['cpus']} CPUs, load average {m['load_average'][0]} at start, "
-        f"{m['load_average_end'][0]} at end. {_how(data['settings'].get('repeat', 1))} "
+        f"{m['load_average_end'][0]} at end. {_how(data['settings'])} "
         "Peak RSS is the kernel's VmHWM; CPU counts the kernel and its worker processes.\n",
         table(header, rows),
         "\n### Cells with the largest overhead (monitored − plain wall seconds)\n",

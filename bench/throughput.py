@@ -44,7 +44,7 @@ from .common import (
 )
 
 FULL_BYTES = 4 * 2**30
-QUICK_BYTES = 2**30
+QUICK_BYTES = 2**29
 ARRAY_BYTES = 2**30
 """Largest single array: 4 GiB as 4 arrays of 1 GiB (several blobs, as a real session has)."""
 CHUNK = 8 * 2**20
@@ -224,7 +224,7 @@ def measure(total: int, *, timeout: float, scratch: Path | None = None) -> dict[
 def run(out: Path, *, quick: bool, timeout: float, nbytes: int | None = None, scratch: Path | None = None) -> str:
     """Measure, write ``out`` (JSON) and ``.md``, ``.csv``, ``.png`` beside it; return the markdown.
 
-    ``nbytes`` overrides the size (4 GiB, 1 GiB with ``quick``); ``scratch`` the folder (default: the
+    ``nbytes`` overrides the size (4 GiB, 512 MiB with ``quick``); ``scratch`` the folder (default: the
     system's temp folder; pass one on the disk you care about).
     """
     total = nbytes if nbytes is not None else QUICK_BYTES if quick else FULL_BYTES

@@ -6,6 +6,8 @@ the ones that fail (IPython's ``%store`` approach as the paper modified it), so 
 the skipped variables show up as missing in the restored kernel.
 
 Both run through the in-kernel probe (a silent request), so they bind no name in the user's namespace.
+They share a *plain* source run (no nbmigrate loaded): a dill user's kernel, and the plain side of the
+overhead figures.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .base import Checkpointed, Context, Method, dir_bytes
 
 class DumpSession(Method):
     name = "DumpSession"
+    source = "plain"
 
     def checkpoint(self, kernel: Kernel, ctx: Context) -> Checkpointed:
         path = ctx.store / "session.pkl"
@@ -36,6 +39,7 @@ class DumpSession(Method):
 
 class PickleEach(Method):
     name = "PickleEach"
+    source = "plain"
 
     def checkpoint(self, kernel: Kernel, ctx: Context) -> Checkpointed:
         t = time.perf_counter()

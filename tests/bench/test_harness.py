@@ -37,7 +37,8 @@ def _outputs(out: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One folder with every benchmark at toy sizes: two-cell notebook (overhead), demo (compare), 6 MB of arrays."""
+    """One folder with every benchmark at toy sizes: two-cell notebook (overhead alone), demo (compare, which
+    also writes the overhead of its plain and monitored runs), 6 MB of arrays."""
     folder = tmp_path_factory.mktemp("bench-results")
     assert main(["--out-dir", str(folder), "scalability", "--sizes", "60", "200", "--repeat", "2"]) == 0
     throughput.run(folder / "throughput.json", quick=True, timeout=120, nbytes=6 * 2**20)
@@ -46,9 +47,9 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"cell_type": "code", "metadata": {}, "source": src, "outputs": [], "execution_count": None}
         for src in ("xs = list(range(1000))", "total = sum(xs)")]
     tiny.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 4, "metadata": {}, "cells": cells}))
-    overhead.run([tiny], folder / "overhead.json", quick=True, timeout=120)
-    compare.run([DEMO], folder / "compare.json", quick=True, timeout=120, methods=["nbmigrate", compare.RERUN],
-                peers=False)
+    overhead.run([tiny], folder / "solo" / "overhead.json", quick=True, timeout=120)
+    compare.run([DEMO], folder / "compare.json", quick=True, timeout=120,
+                methods=["nbmigrate", compare.RERUN, "PickleEach"], peers=False)
     assert main(["--out-dir", str(folder), "summary"]) == 0
     return folder
 
@@ -95,9 +96,10 @@ def test_throughput_stores_and_verifies_the_arrays(results: Path) -> None:
 
 @pytest.mark.kernel
 def test_overhead_outputs(results: Path) -> None:
-    data = _outputs(results / "overhead.json")
+    data = _outputs(results / "solo" / "overhead.json")
     assert [r["notebook"] for r in data["notebooks"]] == ["tiny.ipynb"]
     assert data["notebooks"][0]["complete"]
+    assert data["notebooks"][0]["hooks_seconds"] > 0  # the hooks wrap the extension's callbacks
 
 
 @pytest.mark.kernel
@@ -106,6 +108,20 @@ def test_compare_outputs(results: Path) -> None:
     rows = {r["method"]: r for r in data["rows"]}
     assert rows["nbmigrate"]["status"] == "ok"
     assert compare.RERUN in rows
+    # The demo's live generator cannot be pickled: PickleEach skips it and is reported as such, not timed as ok.
+    assert rows["PickleEach"]["status"] == "INCORRECT"
+    assert any("gen" in d for d in rows["PickleEach"]["differences"])
+
+
+@pytest.mark.kernel
+def test_compare_measures_overhead_in_its_source_runs(results: Path) -> None:
+    data = _outputs(results / "overhead.json")
+    assert data["settings"]["source"] == "compare"
+    (record,) = data["notebooks"]
+    assert record["notebook"] == "demo.ipynb" and record["complete"]
+    assert record["monitored"]["monitored"] and not record["plain"]["monitored"]
+    assert record["hooks_seconds"] > 0
+    assert len(record["plain"]["hook_seconds"]) == record["cells"]  # wrapped there too (around nothing)
 
 
 @pytest.mark.kernel
