@@ -12,6 +12,8 @@ import copy
 import dataclasses
 import importlib.util
 import time
+from collections.abc import Generator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import __version__
@@ -28,7 +30,7 @@ from .namespace import importable_module_name, type_name
 from .plan import GroupSpec, ReplicationPlan, make_plan
 from .reports import CheckpointReport, GroupOutcome, Progress
 from .serialize import SerializedGroup, dump_group, pack_parts
-from .store import CheckpointStore
+from .store import CheckpointStore, StagedBlob, stage_blob
 
 
 def importable(module: str) -> bool:
@@ -133,6 +135,30 @@ def prepare(monitor: Monitor, costs: CostModel) -> Prepared:
     return Prepared(values, fps, bindings, probe, plan)
 
 
+def _staged_blobs(keys: list[int], serialized: dict[int, SerializedGroup], bandwidth: float
+                  ) -> Generator[StagedBlob, None, None]:
+    """The blobs of the groups ``keys``, in order, each packed and hashed while the previous one is written.
+
+    Compression and SHA-256 release the GIL, as do file writes and fsync: staging group k+1 in a
+    worker thread while the caller writes group k overlaps them instead of adding them up. One
+    group of look-ahead bounds the memory held by compressed copies.
+    """
+
+    def stage(key: int) -> StagedBlob:
+        parts = pack_parts(serialized[key], bandwidth=bandwidth)
+        return stage_blob([(p.kind, p.codec, p.raw_length, p.payload) for p in parts])
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbmigrate-stage") as pool:
+        pending: Future[StagedBlob] | None = None
+        for key in keys:
+            upcoming = pool.submit(stage, key)
+            if pending is not None:
+                yield pending.result()
+            pending = upcoming
+        if pending is not None:
+            yield pending.result()
+
+
 def checkpoint(
     monitor: Monitor,
     destination: str,
@@ -156,35 +182,38 @@ def checkpoint(
 
     decisions = {d.key: d for d in plan.decisions if d.key < len(probe.specs)}
     infeasible = {d.key: d for d in plan.infeasible}
-    total = sum(probe.serialized[k].nbytes for k, d in decisions.items() if d.stored)
+    to_store = [s.key for s in probe.specs if s.key not in infeasible and decisions[s.key].stored]
+    storing = set(to_store)
+    total = sum(probe.serialized[k].nbytes for k in to_store)
     done = 0
     group_records: list[GroupRecord] = []
     outcomes: list[GroupOutcome] = []
     written = 0
-    for spec in probe.specs:
-        decision = decisions.get(spec.key) or infeasible[spec.key]
-        modules = sorted(m for m in set().union(*(fps[n].modules for n in spec.names)) if importable(m))
-        blob = None
-        group_written = 0
-        if decision.stored and spec.key not in infeasible:
-            sg = probe.serialized[spec.key]
-            parts = pack_parts(sg)
+    staged = _staged_blobs(to_store, probe.serialized, measured)
+    try:
+        for spec in probe.specs:
+            decision = decisions.get(spec.key) or infeasible[spec.key]
+            modules = sorted(m for m in set().union(*(fps[n].modules for n in spec.names)) if importable(m))
+            blob = None
+            group_written = 0
+            if spec.key in storing:
 
-            def on_bytes(n: int) -> None:
-                nonlocal done, group_written
-                done += n
-                group_written += n
-                if progress is not None:
-                    progress("write", done, total)
+                def on_bytes(n: int) -> None:
+                    nonlocal done, group_written
+                    done += n
+                    group_written += n
+                    if progress is not None:
+                        progress("write", done, total)
 
-            blob = store.write_blob([(p.kind, p.codec, p.raw_length, p.payload) for p in parts],
-                                    progress=on_bytes)
-            written += group_written
-        stored = blob is not None
-        group_records.append(GroupRecord(key=spec.key, names=list(spec.names), stored=stored,
-                                         reason=decision.reason, modules=modules, blob=blob))
-        outcomes.append(GroupOutcome(names=list(spec.names), stored=stored, reason=decision.reason,
-                                     nbytes=spec.nbytes, written_bytes=group_written))
+                blob = store.put_blob(next(staged), progress=on_bytes)
+                written += group_written
+            stored = blob is not None
+            group_records.append(GroupRecord(key=spec.key, names=list(spec.names), stored=stored,
+                                             reason=decision.reason, modules=modules, blob=blob))
+            outcomes.append(GroupOutcome(names=list(spec.names), stored=stored, reason=decision.reason,
+                                         nbytes=spec.nbytes, written_bytes=group_written))
+    finally:
+        staged.close()
     probe.serialized.clear()
 
     group_of = {n: r.key for r in group_records for n in r.names}

@@ -66,7 +66,7 @@ class _Restorer:
         """Stored variables whose blob could not be read (missing, truncated, corrupt)."""
         self.recovery: dict[str, set[int]] = {}
         """Lost variables recomputed instead (``partial``): the cells that recompute each."""
-        self.blobs: dict[int, bytearray] = {}
+        self.blobs: dict[int, memoryview] = {}
         self.loaded: dict[int, dict[str, Any]] = {}
         self.loaded_bytes = 0
         self.replay_seconds = 0.0
@@ -200,7 +200,7 @@ class _Restorer:
         if data is None or g.blob is None:
             return None
         pickle_bytes, buffers = unpack_parts(
-            [_part_from_record(p, data) for p in g.blob.parts], memoryview(data))
+            [_part_from_record(p, data) for p in g.blob.parts], data)
         try:
             values = load_group(pickle_bytes, buffers, self.ns)
         except SerializationError as exc:
@@ -351,7 +351,7 @@ def _quiet_tracebacks(shell: Any) -> Iterator[None]:
                 setattr(shell, name, value)
 
 
-def _part_from_record(part: Any, data: bytearray) -> Any:
+def _part_from_record(part: Any, data: memoryview) -> Any:
     from .serialize import Part
 
     view = memoryview(data)[part.offset: part.offset + part.length]

@@ -1022,6 +1022,16 @@ def test_compression_decisions() -> None:
         pack_parts(group_of(zeros), compress="sometimes")  # type: ignore[arg-type]
 
 
+def test_compression_pays_only_when_it_beats_the_write_it_saves() -> None:
+    # Bandwidths far from any real compression speed, so the machine's load cannot flip the choice.
+    ramp = np.arange(2 * MiB // 8, dtype=np.float64)
+    fast_link = pack_parts(group_of(ramp), bandwidth=1e13)
+    assert [p.codec for p in fast_link] == ["none", "none"]
+    assert address(fast_link[1].payload) == ramp.ctypes.data  # still the zero-copy view
+    slow_link = pack_parts(group_of(ramp), bandwidth=1e3)
+    assert [p.codec for p in slow_link] == ["none", "zstd"]
+
+
 def test_pack_unpack_round_trip_is_writable_and_zero_copy_for_raw_parts() -> None:
     rng = np.random.default_rng(2)
     noise = rng.standard_normal(MiB // 8)

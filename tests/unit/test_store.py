@@ -115,7 +115,7 @@ def test_blob_round_trip(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     ]
     read_progress: list[int] = []
     data = store.read_blob(ref, progress=read_progress.append)
-    assert isinstance(data, bytearray)
+    assert isinstance(data, memoryview) and not data.readonly
     assert data == pickle_bytes + floats.tobytes() + compressed
     assert sum(read_progress) == total
     import hashlib
@@ -127,6 +127,17 @@ def test_empty_blob(url: str) -> None:
     store = CheckpointStore(url, key=KEY)
     ref = store.write_blob([("pickle", "none", 0, memoryview(b""))])
     assert ref.size == 0 and store.read_blob(ref) == bytearray()
+
+
+def test_staged_blob_is_hashed_before_and_written_by_put(url: str) -> None:
+    # The checkpoint stages (checks and hashes) the next blob in a thread while this one is written.
+    store = CheckpointStore(url, key=KEY)
+    staged = store_mod.stage_blob(parts_for(b"abc", b"def"))
+    assert not store.exists() and staged.ref.size == 6
+    assert store.put_blob(staged) == staged.ref == store.write_blob(parts_for(b"abc", b"def"))
+    assert store.read_blob(staged.ref) == b"abcdef"
+    with pytest.raises(ValueError, match="raw_length"):
+        store_mod.stage_blob([("pickle", "none", 4, memoryview(b"abc"))])
 
 
 def test_identical_blob_is_not_rewritten_local(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ def load_group(
     and the manifest's HMAC before anything reaches this function (DESIGN.md, invariant 5).
 
     ``buffers`` are those of ``SerializedGroup.buffers``, in order; they should be writable
-    (bytearray-backed, as :func:`unpack_parts` returns them): restored arrays and tensors are built
+    (as :func:`unpack_parts` returns them): restored arrays and tensors are built
     over them without copies and are writable like the originals. A read-only buffer is copied.
     Functions defined in the session come back with ``__globals__ is user_ns``. The names are NOT
     bound in ``user_ns`` (the restorer decides when); ``user_ns["__builtins__"]`` is left as it was.
