@@ -89,25 +89,38 @@ def lightest_benchmark_notebook() -> list[Path]:
 
 
 @contextlib.contextmanager
+def environment(set_: dict[str, str], unset: Sequence[str] = ()) -> Iterator[None]:
+    """``os.environ`` with ``set_`` set and ``unset`` removed inside, as it was outside.
+
+    Kernels and servers started inside inherit it.
+    """
+    saved = {k: os.environ.get(k) for k in (*set_, *unset)}
+    os.environ.update(set_)
+    for key in unset:
+        os.environ.pop(key, None)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
 def isolated_environment() -> Iterator[dict[str, str]]:
     """Kernels started inside see a fresh IPYTHONDIR and, unless one is set, a throw-away signing secret.
 
     A fresh IPYTHONDIR also matters for the measurement: a profile where ``nbmigrate install`` was run
     would load the extension in the "plain" kernels too.
     """
-    saved = {k: os.environ.get(k) for k in ("IPYTHONDIR", "NBMIGRATE_SECRET_FILE")}
     with tempfile.TemporaryDirectory(prefix="nbmigrate-bench-home-") as home:
-        os.environ["IPYTHONDIR"] = str(Path(home) / "ipython")
+        settings = {"IPYTHONDIR": str(Path(home) / "ipython")}
         if not os.environ.get("NBMIGRATE_SECRET_FILE"):
-            os.environ["NBMIGRATE_SECRET_FILE"] = str(Path(home) / "secret")
-        try:
-            yield {k: os.environ[k] for k in saved}
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            settings["NBMIGRATE_SECRET_FILE"] = str(Path(home) / "secret")
+        with environment(settings):
+            yield {k: os.environ[k] for k in ("IPYTHONDIR", "NBMIGRATE_SECRET_FILE")}
 
 
 def _git(*args: str) -> str | None:
@@ -198,6 +211,11 @@ def pct(new: float | None, base: float | None) -> float | None:
 
 def fmt_pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.1f} %"
+
+
+def fmt_seconds(value: object, digits: int = 1) -> str:
+    """``value`` with ``digits`` decimals, or n/a when it is not a number (not measured)."""
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "n/a"
 
 
 def mib(n: float | None) -> str:

@@ -22,6 +22,7 @@ from .common import (
     DEMO,
     dir_bytes,
     finish,
+    fmt_seconds,
     isolated_environment,
     log,
     machine,
@@ -111,10 +112,6 @@ def run(notebooks: list[Path], out: Path, *, quick: bool, timeout: float) -> str
     return md
 
 
-def _s(value: object, digits: int = 1) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, int | float) else "n/a"
-
-
 def render(data: dict[str, Any]) -> str:
     m = data["machine"]
     rows: list[list[object]] = []
@@ -126,9 +123,10 @@ def render(data: dict[str, Any]) -> str:
         if r["faithful"] and r["lossy"]:
             faithful += f" ({len(r['lossy'])} lossy by their own pickling)"
         rows.append([
-            r["notebook"], _s(r["run_seconds"]), _s(r["checkpoint_seconds"], 2), human_bytes(r["checkpoint_bytes"]),
-            f"{r['stored_variables']} ({r['stored_groups']} groups)",
-            f"{r['replayed_cells']} ({_s(r['replay_seconds'])} s)", _s(r["restore_seconds"], 2), faithful,
+            r["notebook"], fmt_seconds(r["run_seconds"]), fmt_seconds(r["checkpoint_seconds"], 2),
+            human_bytes(r["checkpoint_bytes"]), f"{r['stored_variables']} ({r['stored_groups']} groups)",
+            f"{r['replayed_cells']} ({fmt_seconds(r['replay_seconds'])} s)", fmt_seconds(r["restore_seconds"], 2),
+            faithful,
         ])
     header = ["notebook", "run s", "checkpoint s", "on disk", "stored variables", "replayed cells",
               "restore s", "faithful"]

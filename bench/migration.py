@@ -39,7 +39,9 @@ from nbmigrate.server.client import start_kernel
 from nbmigrate.server.launch import LocalServer, free_port, start_local_server
 
 from .common import (
+    environment,
     finish,
+    fmt_seconds,
     isolated_environment,
     log,
     machine,
@@ -69,20 +71,12 @@ def _s3() -> Iterator[str]:
     moto.start()
     aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-    saved = {k: os.environ.get(k) for k in (*aws, "AWS_PROFILE", "AWS_SESSION_TOKEN")}
-    os.environ.update(aws)
-    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        os.environ.pop(key, None)
     bucket = f"nbmigrate-bench-{uuid.uuid4().hex[:8]}"
     try:
-        boto3.client("s3", endpoint_url=aws["AWS_ENDPOINT_URL"]).create_bucket(Bucket=bucket)
-        yield f"s3://{bucket}"
+        with environment(aws, unset=("AWS_PROFILE", "AWS_SESSION_TOKEN")):
+            boto3.client("s3", endpoint_url=aws["AWS_ENDPOINT_URL"]).create_bucket(Bucket=bucket)
+            yield f"s3://{bucket}"
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         moto.stop()
 
 
@@ -187,10 +181,6 @@ def run(notebooks: list[Path], out: Path, *, quick: bool, timeout: float) -> str
     return md
 
 
-def _s(value: object, digits: int = 1) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, int | float) else "n/a"
-
-
 def render(data: dict[str, Any]) -> str:
     m = data["machine"]
     rows: list[list[object]] = []
@@ -198,8 +188,9 @@ def render(data: dict[str, Any]) -> str:
         if r.get("error"):
             rows.append([r["notebook"], r["how"], "error", "", "", "", "", f"no: {r['error']}"])
             continue
-        rows.append([r["notebook"], r["how"], _s(r["seconds"]), _s(r["checkpoint_seconds"]),
-                     _s(r["transfer_seconds"]), _s(r["restore_seconds"]), human_bytes(r["bytes_moved"]),
+        rows.append([r["notebook"], r["how"], fmt_seconds(r["seconds"]), fmt_seconds(r["checkpoint_seconds"]),
+                     fmt_seconds(r["transfer_seconds"]), fmt_seconds(r["restore_seconds"]),
+                     human_bytes(r["bytes_moved"]),
                      "yes" if r["faithful"] else "**no**"])
     header = ["notebook", "how", "migration s", "checkpoint s", "transfer s", "restore s", "bytes moved",
               "after_restore identical"]

@@ -31,6 +31,7 @@ from .common import (
     code_span,
     finish,
     fmt_pct,
+    fmt_seconds,
     isolated_environment,
     log,
     machine,
@@ -366,14 +367,10 @@ def plot(data: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _s(value: float | None, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
 def _cell_rows(cells: list[dict[str, Any]]) -> list[list[object]]:
-    return [[c["notebook"], c["index"], _s(c["plain_s"], 2), _s(c["monitored_s"], 2),
+    return [[c["notebook"], c["index"], fmt_seconds(c["plain_s"], 2), fmt_seconds(c["monitored_s"], 2),
              f"{c['overhead_s']:+.2f}" if c.get("overhead_s") is not None else "n/a",
-             _s(c["hooks_s"], 3), code_span(c["first_line"])] for c in cells]
+             fmt_seconds(c["hooks_s"], 3), code_span(c["first_line"])] for c in cells]
 
 
 def _how(settings: dict[str, Any]) -> str:
@@ -395,10 +392,10 @@ def render(data: dict[str, Any]) -> str:
         p, mo = r["plain"], r["monitored"]
         rows.append([
             r["notebook"], r["cells"],
-            _s(p["wall_seconds"]), _s(mo["wall_seconds"]), fmt_pct(r["wall_overhead_pct"]),
-            _s(p["cpu_seconds"]), _s(mo["cpu_seconds"]), fmt_pct(r["cpu_overhead_pct"]),
+            fmt_seconds(p["wall_seconds"]), fmt_seconds(mo["wall_seconds"]), fmt_pct(r["wall_overhead_pct"]),
+            fmt_seconds(p["cpu_seconds"]), fmt_seconds(mo["cpu_seconds"]), fmt_pct(r["cpu_overhead_pct"]),
             mib(p["peak_rss_hwm"] or p["peak_rss_sampled"]), mib(mo["peak_rss_hwm"] or mo["peak_rss_sampled"]),
-            fmt_pct(r["mem_overhead_pct"]), _s(r["hooks_seconds"], 2),
+            fmt_pct(r["mem_overhead_pct"]), fmt_seconds(r["hooks_seconds"], 2),
         ])
     s = data["summary"]
     for label in ("median", "worst"):
