@@ -130,27 +130,26 @@ class _Restorer:
     def read_blobs(self) -> None:
         stored = [g for g in self.manifest.groups if g.stored and g.blob is not None]
         total = sum(g.blob.size for g in stored if g.blob is not None)
+        wanted = [g for g in stored if not set(g.names) & self.broken]
         done = 0
-        for g in stored:
-            assert g.blob is not None
-            if set(g.names) & self.broken:
+
+        def on_bytes(n: int) -> None:
+            nonlocal done
+            done += n
+            if self.progress is not None:
+                self.progress("read", done, total)
+
+        results = self.store.read_blobs([g.blob for g in wanted if g.blob is not None], progress=on_bytes)
+        for g, result in zip(wanted, results, strict=True):
+            if not isinstance(result, IntegrityError):
+                self.blobs[g.key] = result
                 continue
-
-            def on_bytes(n: int) -> None:
-                nonlocal done
-                done += n
-                if self.progress is not None:
-                    self.progress("read", done, total)
-
-            try:
-                self.blobs[g.key] = self.store.read_blob(g.blob, progress=on_bytes)
-            except IntegrityError as exc:
-                message = f"{exc} (holds {', '.join(g.names)})"
-                if not self.partial:
-                    raise IntegrityError(message) from exc
-                self.problems.append(message)
-                self.broken.update(g.names)
-                self.lost.update(g.names)
+            message = f"{result} (holds {', '.join(g.names)})"
+            if not self.partial:
+                raise IntegrityError(message) from result
+            self.problems.append(message)
+            self.broken.update(g.names)
+            self.lost.update(g.names)
 
     def recover(self) -> set[int]:
         """Cells to replay so that stored groups lost with their blob are recomputed instead (``partial``).

@@ -39,6 +39,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -184,6 +185,13 @@ def uninitialized(size: int) -> memoryview:
     to the kernel, which maps them on first write.
     """
     return np.empty(size, dtype=np.uint8).data
+
+
+def _verified(ref: BlobRef, data: memoryview) -> memoryview:
+    """``data`` if its SHA-256 is the one ``ref`` names, else :class:`BlobIntegrityError`."""
+    if hashlib.sha256(data).hexdigest() != ref.sha256:  # hashlib releases the GIL on large buffers
+        raise BlobIntegrityError(f"blob {ref.sha256[:12]} is corrupt: checksum mismatch", ref.sha256)
+    return data
 
 
 def stage_blob(parts: Sequence[tuple[str, str, int, memoryview[Any]]]) -> StagedBlob:
@@ -337,6 +345,42 @@ class CheckpointStore:
         is missing, truncated, longer than recorded or corrupt; :class:`StoreError` on other I/O
         failures. ``progress(n)`` is called after each slice read.
         """
+        return _verified(ref, self._read_unverified(ref, progress))
+
+    def read_blobs(
+        self, refs: Sequence[BlobRef], *, progress: Progress | None = None
+    ) -> list[memoryview | BlobIntegrityError]:
+        """Each blob of ``refs``, verified as by :meth:`read_blob`, or the error that rejected it.
+
+        The checksums are the expensive part of a restore's reads (SHA-256 runs at ~1 GB/s on one
+        core, about as fast as a disk): blobs are read one after another in this thread (which also
+        reports progress), and each is hashed in a worker thread as soon as it is read, so the
+        checksums of several blobs run on several cores, alongside the next read. Nothing is handed
+        out before its checksum matched. :class:`StoreError` (an I/O failure other than a bad blob)
+        is raised, not returned.
+        """
+        pending: list[Future[memoryview] | BlobIntegrityError] = []
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="nbmigrate-verify") as pool:
+            for ref in refs:
+                try:
+                    data = self._read_unverified(ref, progress)
+                except BlobIntegrityError as exc:
+                    pending.append(exc)
+                    continue
+                pending.append(pool.submit(_verified, ref, data))
+            results: list[memoryview | BlobIntegrityError] = []
+            for item in pending:
+                if isinstance(item, BlobIntegrityError):
+                    results.append(item)
+                    continue
+                try:
+                    results.append(item.result())
+                except BlobIntegrityError as exc:
+                    results.append(exc)
+        return results
+
+    def _read_unverified(self, ref: BlobRef, progress: Progress | None) -> memoryview:
+        """The blob's bytes, size-checked but not yet hashed: only :func:`_verified` may hand them out."""
         sha = ref.sha256
         path = self._blob_path(sha)
         short = sha[:12]
@@ -354,17 +398,13 @@ class CheckpointStore:
             )
 
         buf = uninitialized(ref.size)
-        view = buf[:]
-        hasher = hashlib.sha256()
         got = 0
         try:
             with self.fs.open(path, "rb") as f:
                 while got < ref.size:
-                    piece = view[got : min(got + CHUNK, ref.size)]
-                    n = f.readinto(piece)
+                    n = f.readinto(buf[got : min(got + CHUNK, ref.size)])
                     if not n:
                         break
-                    hasher.update(piece[:n])
                     got += n
                     if progress is not None:
                         progress(n)
@@ -373,14 +413,10 @@ class CheckpointStore:
             raise BlobIntegrityError(f"blob {short} is missing from {self.url}", sha) from None
         except Exception as exc:
             raise StoreError(f"cannot read blob {short} from {self.url}: {_reason(exc)}") from exc
-        finally:
-            view.release()
         if got < ref.size:
             raise BlobIntegrityError(f"blob {short} is truncated (got {got} of {ref.size} bytes)", sha)
         if extra:
             raise BlobIntegrityError(f"blob {short} is corrupt: longer than its {ref.size} bytes", sha)
-        if hasher.hexdigest() != sha:
-            raise BlobIntegrityError(f"blob {short} is corrupt: checksum mismatch", sha)
         return buf
 
     def measure_bandwidth(self, nbytes: int = PROBE_BYTES) -> float:

@@ -212,6 +212,28 @@ def test_longer_and_missing_blobs_are_rejected(url: str) -> None:
         store.read_blob(ref)
 
 
+def test_read_blobs_verifies_each_and_returns_the_rejections(url: str) -> None:
+    # Restore reads every blob with read_blobs (checksums in worker threads): one bad blob is
+    # reported in its place, the others still come back verified and writable.
+    store = CheckpointStore(url, key=KEY)
+    good = store.write_blob(parts_for(b"good " * 1000))
+    flipped = store.write_blob(parts_for(b"flipped " * 1000))
+    gone = store.write_blob(parts_for(b"gone"))
+    data = bytearray(store.fs.cat_file(blob_path(store, flipped)))
+    data[100] ^= 0x01
+    with store.fs.open(blob_path(store, flipped), "wb") as f:
+        f.write(bytes(data))
+    store.fs.rm(blob_path(store, gone))
+    seen: list[int] = []
+    first, second, third = store.read_blobs([good, flipped, gone], progress=seen.append)
+    assert isinstance(first, memoryview) and not first.readonly and first == b"good " * 1000
+    assert isinstance(second, BlobIntegrityError) and "checksum mismatch" in str(second)
+    assert second.blob == flipped.sha256
+    assert isinstance(third, BlobIntegrityError) and "is missing" in str(third)
+    assert sum(seen) == good.size + flipped.size
+    assert store.read_blobs([]) == []
+
+
 @pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "A" * 64, "a" * 63])
 def test_hand_made_blob_ref_never_becomes_a_path(tmp_path: Path, name: str) -> None:
     store = CheckpointStore(str(tmp_path / "ckpt"), key=KEY)
