@@ -8,6 +8,7 @@ failing the checkpoint. Only the groups the plan stores are written.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import importlib.util
@@ -30,7 +31,7 @@ from .namespace import importable_module_name, type_name
 from .plan import GroupSpec, ReplicationPlan, make_plan
 from .reports import CheckpointReport, GroupOutcome, Progress
 from .serialize import SerializedGroup, dump_group, pack_parts
-from .store import CheckpointStore, StagedBlob, stage_blob
+from .store import BlobFinisher, CheckpointStore, StagedBlob, stage_blob
 
 
 def importable(module: str) -> bool:
@@ -190,7 +191,7 @@ def checkpoint(
     outcomes: list[GroupOutcome] = []
     written = 0
     staged = _staged_blobs(to_store, probe.serialized, measured)
-    try:
+    with BlobFinisher() as finisher, contextlib.closing(staged):
         for spec in probe.specs:
             decision = decisions.get(spec.key) or infeasible[spec.key]
             modules = sorted(m for m in set().union(*(fps[n].modules for n in spec.names)) if importable(m))
@@ -205,15 +206,14 @@ def checkpoint(
                     if progress is not None:
                         progress("write", done, total)
 
-                blob = store.put_blob(next(staged), progress=on_bytes)
+                blob = store.put_blob(next(staged), progress=on_bytes, finisher=finisher)
                 written += group_written
             stored = blob is not None
             group_records.append(GroupRecord(key=spec.key, names=list(spec.names), stored=stored,
                                              reason=decision.reason, modules=modules, blob=blob))
             outcomes.append(GroupOutcome(names=list(spec.names), stored=stored, reason=decision.reason,
                                          nbytes=spec.nbytes, written_bytes=group_written))
-    finally:
-        staged.close()
+        finisher.wait()  # every blob durable before the manifest can reference it
     probe.serialized.clear()
 
     group_of = {n: r.key for r in group_records for n in r.names}

@@ -37,6 +37,7 @@ import io
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -231,6 +232,57 @@ def stage_blob(parts: Sequence[tuple[str, str, int, memoryview[Any]]]) -> Staged
     return StagedBlob(BlobRef(sha256=hasher.hexdigest(), size=offset, parts=refs), views)
 
 
+class BlobFinisher:
+    """Makes written blobs durable (fsync, then close) in a worker thread, while the next is written.
+
+    fsync waits for the disk, and ``close`` of an object-store file is its upload: done inline, the
+    writer idles meanwhile. Here the next blob goes to the page cache (or the network) during the
+    previous one's fsync. At most ``pending`` files are open at once. :meth:`wait` returns when every
+    blob is durable, and raises :class:`StoreError` naming a blob that could not be finished (which
+    is deleted): a manifest must only be written after it returned (DESIGN.md invariant 4).
+    """
+
+    def __init__(self, pending: int = 4) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbmigrate-fsync")
+        self._slots = threading.BoundedSemaphore(pending)
+        self._futures: list[Future[None]] = []
+
+    def submit(self, store: CheckpointStore, f: Any, path: str, sha: str) -> None:
+        """Finish ``f`` (the blob ``sha`` at ``path`` of ``store``) in the worker thread."""
+        self._slots.acquire()
+        try:
+            self._futures.append(self._pool.submit(self._finish, store, f, path, sha))
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _finish(self, store: CheckpointStore, f: Any, path: str, sha: str) -> None:
+        try:
+            sync_file(f)
+            f.close()
+        except BaseException as exc:
+            abandon_file(f)
+            store._remove_quietly(path)
+            raise StoreError(f"cannot write blob {sha[:12]} to {store.url}: {_reason(exc)}") from exc
+        finally:
+            self._slots.release()
+
+    def wait(self) -> None:
+        """Block until every submitted blob is durable; raise the first failure."""
+        futures, self._futures = self._futures, []
+        for future in futures:
+            future.result()
+
+    def __enter__(self) -> BlobFinisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # On an error elsewhere, still close every file before leaving (its failure is secondary).
+        with contextlib.suppress(Exception):
+            self.wait()
+        self._pool.shutdown(wait=True)
+
+
 class CheckpointStore:
     """One checkpoint location: blobs, a signed manifest, verification on every read.
 
@@ -301,8 +353,14 @@ class CheckpointStore:
         """
         return self.put_blob(stage_blob(parts), progress=progress)
 
-    def put_blob(self, staged: StagedBlob, *, progress: Progress | None = None) -> BlobRef:
-        """Write a blob :func:`stage_blob` prepared (see :meth:`write_blob`), durably, under its SHA-256."""
+    def put_blob(
+        self, staged: StagedBlob, *, progress: Progress | None = None, finisher: BlobFinisher | None = None
+    ) -> BlobRef:
+        """Write a blob :func:`stage_blob` prepared (see :meth:`write_blob`), durably, under its SHA-256.
+
+        With ``finisher``, the blob is made durable (fsync, close) in the finisher's thread while the
+        caller writes the next one; it is durable once :meth:`BlobFinisher.wait` has returned.
+        """
         ref = staged.ref
         sha = ref.sha256
         path = self._blob_path(sha)
@@ -327,6 +385,10 @@ class CheckpointStore:
                     f.write(piece)
                     if progress is not None:
                         progress(piece.nbytes)
+            if finisher is not None:
+                f.flush()  # its full size visible now: a second group with the same bytes skips it
+                finisher.submit(self, f, path, sha)
+                return ref
             sync_file(f)
             f.close()
         except BaseException as exc:

@@ -140,6 +140,40 @@ def test_staged_blob_is_hashed_before_and_written_by_put(url: str) -> None:
         store_mod.stage_blob([("pickle", "none", 4, memoryview(b"abc"))])
 
 
+def test_finisher_makes_blobs_durable_before_wait_returns(url: str) -> None:
+    # The checkpoint fsyncs and closes blob k in the finisher's thread while it writes blob k+1.
+    store = CheckpointStore(url, key=KEY)
+    with store_mod.BlobFinisher(pending=2) as finisher:
+        refs = [store.put_blob(store_mod.stage_blob(parts_for(bytes([i]) * 5000)), finisher=finisher)
+                for i in range(5)]
+        again = store.put_blob(store_mod.stage_blob(parts_for(bytes([0]) * 5000)), finisher=finisher)
+        finisher.wait()
+    assert again == refs[0]
+    assert [bytes(store.read_blob(r)) for r in refs] == [bytes([i]) * 5000 for i in range(5)]
+
+
+def test_finisher_reports_and_removes_a_blob_it_could_not_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = CheckpointStore(str(tmp_path), key=KEY)
+    real_open = store.fs.open
+
+    def failing_close(path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        f = real_open(path, mode, **kwargs)
+        if "w" in mode:
+            def close() -> None:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            f.close = close
+        return f
+
+    monkeypatch.setattr(store.fs, "open", failing_close)
+    with store_mod.BlobFinisher() as finisher:
+        ref = store.put_blob(store_mod.stage_blob(parts_for(b"payload")), finisher=finisher)
+        with pytest.raises(StoreError, match=f"cannot write blob {ref.sha256[:12]} to .*input/output error"):
+            finisher.wait()
+    assert not (tmp_path / "blobs" / ref.sha256).exists()
+
+
 def test_identical_blob_is_not_rewritten_local(tmp_path: Path) -> None:
     store = CheckpointStore(str(tmp_path), key=KEY)
     ref = store.write_blob(parts_for(b"same content"))
