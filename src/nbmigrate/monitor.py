@@ -9,7 +9,10 @@ No per-cell magic, ever: ``load_ipython_extension`` registers :meth:`Monitor.pre
 * **in-place mutations** come from the mutation detector: the fingerprint (content digest + identity
   graph + memory spans) of every name the cell may have reached — its reads plus their co-variables —
   is compared with the one taken when that name was last written. A variable nobody reached cannot
-  have changed, so the per-cell cost does not grow with unrelated variables (invariant 6).
+  have changed, so the per-cell cost does not grow with unrelated variables (invariant 6). A read
+  that is only an operand of arithmetic on numeric arrays and frames (``r = mom[250] / vol60``) cannot
+  change the value either: it is not re-fingerprinted unless a co-variable of another candidate
+  (:mod:`nbmigrate.access.operands`, :mod:`nbmigrate.arithmetic_values`).
 
 Worked example::
 
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .access import CellAccess, analyze_cell
+from .arithmetic_values import is_inert, leaf_value
 from .covariables import group_covariables
 from .files import GONE, FileActivity, FileRecorder, install_audit_hook, regular_files, stamp
 from .fingerprint import Fingerprint, FingerprintSession, changed, fingerprint
@@ -200,7 +204,7 @@ class Monitor:
             reads = dict(live_before)
         else:
             reads = {n: live_before[n] for n in p.access.reads if n in live_before}
-        candidates = self._mutation_candidates(reads, after, p.access)
+        candidates = self._mutation_candidates(reads, after, p.access, p.before)
         written: set[str] = set(created) | set(rebound)
         new_fps: dict[str, Fingerprint] = {}
         with FingerprintSession() as session:
@@ -249,17 +253,39 @@ class Monitor:
             hazards=hazards, files_read=files_read, files_written=files_written,
         )
 
-    def _mutation_candidates(self, reads: dict[str, int], after: dict[str, Any], access: CellAccess) -> set[str]:
-        """Names whose value the cell may have changed in place: its reads and their co-variables."""
+    def _mutation_candidates(
+        self, reads: dict[str, int], after: dict[str, Any], access: CellAccess, before: dict[str, int]
+    ) -> set[str]:
+        """Names whose value the cell may have changed in place: its reads (but inert operands) and
+        their co-variables."""
         if access.conservative:
             return set(after)
-        reached = {n for n in reads if n in after}
+        reached = {n for n in reads if n in after} - self._inert_operands(access, after, before)
         # Names the cell assigned to that existed before (``x = x`` may leave the same object).
         reached |= {n for n in access.bound if n in after and n in self.fingerprints}
         if not reached:
             return reached
         fps = {n: fp for n, fp in self.fingerprints.items() if n in after}
         return reached | set(self._covariables_of(reached, fps))
+
+    @staticmethod
+    def _inert_operands(access: CellAccess, after: dict[str, Any], before: dict[str, int]) -> set[str]:
+        """Reads that were only operands of arithmetic on inert values: the cell cannot have changed them.
+
+        Every operand of every tree holding such a name must be the same object before and after the
+        cell (so it is the value the operation saw) and inert (:func:`is_inert`).
+        """
+        use = access.operands
+        if not use.names:
+            return set()
+        bad: set[str] = set()
+        for tree in use.trees:
+            for name, key in tree:
+                value = after.get(name)
+                if before.get(name) != id(value) or name not in after or not is_inert(leaf_value(after, name, key)):
+                    bad.update(n for n, _ in tree)
+                    break
+        return set(use.names) - bad
 
     @staticmethod
     def _covariables_of(names: Iterable[str], fps: dict[str, Fingerprint]) -> set[str]:

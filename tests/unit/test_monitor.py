@@ -579,6 +579,50 @@ def test_unused_big_array_is_never_fingerprinted(shell: InteractiveShell, monkey
     assert ce.writes == ["big"]
 
 
+def _spy_fingerprints(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    seen: list[int] = []
+    real = monitor_mod.fingerprint
+
+    def spy(obj: Any, **kwargs: Any) -> Any:
+        seen.append(id(obj))
+        return real(obj, **kwargs)
+
+    monkeypatch.setattr(monitor_mod, "fingerprint", spy)
+    return seen
+
+
+def test_an_arithmetic_read_of_a_numeric_value_is_not_refingerprinted(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``r = frames[1] / a`` cannot write to its operands: it reads them without re-hashing them."""
+    run(shell, "import numpy as np, pandas as pd\na = np.ones(1000)\nframes = {1: pd.DataFrame({'x': a})}")
+    seen = _spy_fingerprints(monkeypatch)
+    ce = run(shell, "r = frames[1] / 2 + 1\nq = -a > 0.5 * a")
+    assert {"frames", "a"} <= set(ce.reads)
+    assert id(shell.user_ns["a"]) not in seen and id(shell.user_ns["frames"]) not in seen
+    assert sorted(ce.writes) == ["q", "r"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "cell"),
+    [
+        ("view = a[:2]", "y = a + 1\nview[0] = 5"),  # a co-variable of another candidate
+        ("def bump():\n    a[0] = 5", "y = a + 1\nbump()"),  # a session function reaches it
+        (
+            "class Evil:\n    __array_ufunc__ = None\n"
+            "    def __radd__(self, other):\n        other[0] = 5\n        return 0\nevil = Evil()",
+            "y = a + evil",  # an operand whose arithmetic runs user code
+        ),
+        ("d = {0: a}", "y = a * 2\nd[0][0] = 5"),  # written through a container that holds it
+    ],
+)
+def test_a_mutation_next_to_an_arithmetic_read_is_still_seen(shell: InteractiveShell, setup: str, cell: str) -> None:
+    run(shell, "import numpy as np\na = np.zeros(3)")
+    run(shell, setup)
+    ce = run(shell, cell)
+    assert "a" in ce.writes
+
+
 # --------------------------------------------------------------------------------------------------
 # Files, network, subprocesses
 # --------------------------------------------------------------------------------------------------

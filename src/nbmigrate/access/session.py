@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from .bytecode import _code_facts, _CodeFacts
 from .hazards import _cache_hazard, _classify, _Outcome, _step, _table
+from .operands import NO_OPERANDS, OperandUse, operand_use
 from .safe_reads import _MISSING, _class_module, _isa, _ns_get
 from .syntax import _SYNTAX_ERROR_FACTS, Pos, _facts_for
 
@@ -37,7 +38,9 @@ class CellAccess:
     names that no syntax shows (``exec(code)``, ``globals()``, ``%who``, a syntax error, an analysis
     failure): the monitor must assume it read everything. ``hazards``: reasons a replay may not
     reproduce the cell's effects, each ``"<family>: <detail>"``. ``paths``: string constants that look
-    like filesystem paths; the monitor checks which exist.
+    like filesystem paths; the monitor checks which exist. ``operands``: reads that are only operands
+    of arithmetic (see :mod:`.operands`): if their values are numeric arrays or frames, the cell cannot
+    have changed them in place.
     """
 
     reads: frozenset[str]
@@ -45,6 +48,7 @@ class CellAccess:
     conservative: bool
     hazards: tuple[str, ...]
     paths: frozenset[str]
+    operands: OperandUse = NO_OPERANDS
 
 
 _CONSTRUCTION_METHODS: Final = frozenset(
@@ -376,6 +380,8 @@ def _analyze(source: str, ns: Mapping[str, Any], partial: _Partial) -> CellAcces
         conservative=conservative,
         hazards=hazards,
         paths=facts.paths,
+        # a name a session function reaches may be written through it: never an inert operand
+        operands=NO_OPERANDS if conservative else operand_use(source).without(set(walker.names)),
     )
 
 
