@@ -54,9 +54,10 @@ def _record_tops(record: str) -> set[str]:
 def distribution_version(module: str) -> tuple[str, str] | None:
     """(distribution name, version) providing top-level ``module``, or None (stdlib, local file)."""
     for dist in _providers().get(module, []):
-        name = dist.metadata["Name"]
+        metadata = dist.metadata  # parses METADATA on every access (``dist.version`` too): once here
+        name = metadata["Name"]
         if name:
-            return str(name), str(dist.version)
+            return str(name), str(metadata["Version"])
     return None
 
 

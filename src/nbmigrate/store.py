@@ -21,8 +21,12 @@ Crash safety (DESIGN.md invariant 4) comes from the order of writes:
    manifests, are deleted only once the new manifest is in place.
 
 No unverified byte is handed out (invariant 5): :meth:`CheckpointStore.read_manifest` checks the
-HMAC signature before parsing, and :meth:`CheckpointStore.read_blob` checks size and SHA-256 before
-returning.
+HMAC signature before parsing, and :meth:`CheckpointStore.read_blob` / :meth:`~CheckpointStore.read_blobs`
+check size and SHA-256 before returning.
+
+Speed: hashing and fsync wait on a core or the disk with the GIL released, so they run beside the
+writes and reads rather than after them (:func:`stage_blob` in the checkpoint's staging thread,
+:class:`BlobFinisher`, :meth:`CheckpointStore.read_blobs`), never in place of them.
 
 One writer per checkpoint URL at a time: two processes writing the same URL concurrently can
 garbage-collect each other's blobs.
