@@ -150,7 +150,7 @@ class Monitor:
                 return
             ns = self.shell.user_ns
             access = analyze_cell(transformed, ns)
-            before = {name: id(value) for name, value in self.user_vars().items()}
+            before = {name: id(value) for name, value in user_items(ns, self.shell.user_ns_hidden)}
             self._pending = _PendingCell(
                 source=raw, cell_id=getattr(info, "cell_id", None), access=access, before=before,
                 started=time.time(),

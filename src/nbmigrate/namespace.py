@@ -10,6 +10,7 @@ names that start with an underscore (``_cache``, ``__hidden_note``) and names th
 
 from __future__ import annotations
 
+import functools
 import re
 import types
 from collections.abc import Iterator, Mapping
@@ -20,13 +21,15 @@ _IPYTHON_NAMES = re.compile(
 _MISSING = object()
 
 
+@functools.lru_cache(maxsize=8192)
+def _machinery_name(name: str) -> bool:
+    """A dunder or a name IPython creates (cached: the monitor scans the namespace twice per cell)."""
+    return (name.startswith("__") and name.endswith("__")) or _IPYTHON_NAMES.match(name) is not None
+
+
 def is_user_name(name: str, value: Any, hidden: Mapping[str, Any]) -> bool:
     """True if ``name`` bound to ``value`` is a user variable (see module docstring)."""
-    if name.startswith("__") and name.endswith("__"):
-        return False
-    if _IPYTHON_NAMES.match(name):
-        return False
-    return hidden.get(name, _MISSING) is not value
+    return not _machinery_name(name) and hidden.get(name, _MISSING) is not value
 
 
 def user_items(ns: Mapping[str, Any], hidden: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
