@@ -35,9 +35,28 @@ def python() -> Path:
     return VENV / "bin" / "python"
 
 
+def _runs_this_checkout() -> bool:
+    """Whether the venv's ``nbmigrate`` is this checkout's (another clone may have made the venv)."""
+    done = subprocess.run([str(python()), "-c", "import nbmigrate; print(nbmigrate.__file__)"],
+                          capture_output=True, text=True)
+    return done.returncode == 0 and Path(done.stdout.strip()).resolve().is_relative_to((REPO / "src").resolve())
+
+
 def ensure() -> Path | None:
-    """The peer venv's python, made if missing; None (logged) if it cannot be made here."""
+    """The peer venv's python, made if missing; None (logged) if it cannot be made here.
+
+    The venv is shared by every clone on the machine (it takes minutes to make); its editable nbmigrate
+    is pointed at this checkout when it points elsewhere, so the kernels run the code being measured.
+    """
     if (VENV / _STAMP).is_file():
+        if not _runs_this_checkout():
+            log(f"bench compare: pointing the peers' virtualenv's nbmigrate at {REPO}")
+            try:
+                subprocess.run([str(python()), "-m", "pip", "install", "--quiet", "--no-deps", *STEPS[-1]],
+                               check=True)
+            except (OSError, subprocess.CalledProcessError) as exc:
+                log(f"bench compare: could not install {REPO} into {VENV} ({exc}); not comparing with the peers")
+                return None
         return python()
     log(f"bench compare: making the peers' virtualenv at {VENV} (once; several minutes)...")
     try:
