@@ -16,8 +16,9 @@ needs no checkpoint. The plain and monitored runs are measured as the ``overhead
 (per-cell round trips, process-tree CPU, peak RSS, exact time in the monitor's hooks), so one compare
 also writes ``overhead.json`` beside its results: the full run needs no separate overhead runs.
 
-A restore that takes longer than :data:`RESTORE_CAP` × RerunAll (re-running the whole notebook) is
-stopped and reported as failed, so one slow peer cannot hold the run up for many minutes.
+A restore that takes longer than :data:`RESTORE_CAP` × RerunAll (re-running the whole notebook), or a
+source run slower than :data:`SOURCE_CAP` × the monitored one, is stopped and reported as failed, so one
+slow peer cannot hold the run up for many minutes.
 
 Migration time = checkpoint + bytes / bandwidth + restore (kernel start-up excluded everywhere).
 """
@@ -39,7 +40,7 @@ from nbmigrate.reports import human_bytes
 
 from . import overhead
 from .common import finish, isolated_environment, log, machine, select_benchmark_notebooks
-from .compare_report import RESTORE_CAP
+from .compare_report import RESTORE_CAP, SOURCE_CAP
 from .overhead import Run, install_hooks, measure_cells
 from .peers import kernels, venv
 from .peers.base import Context, Method
@@ -126,12 +127,28 @@ def _tail(kernel: Kernel, tail: list[Cell], timeout: float) -> str:
     return "".join(r.text for r in run_cells(kernel, tail, timeout=timeout))
 
 
+@dataclass(frozen=True)
+class Caps:
+    """Seconds a method's source run (all its cells) and its restore may take before they are stopped."""
+
+    source: float
+    restore: float
+
+    @classmethod
+    def after(cls, monitored: Run | None) -> Caps | None:
+        """The caps for the runs after the monitored one (none before it, or if it failed)."""
+        if monitored is None:
+            return None
+        return cls(source=max(120.0, SOURCE_CAP * monitored.wall_seconds),
+                   restore=max(60.0, RESTORE_CAP * monitored.wall_seconds))
+
+
 def _source_run(notebook: Path, group: list[Method], rows: dict[str, Row], root: Path, specs: dict[str, str],
-                timeout: float, bandwidth: float, restore_cap: float | None) -> Run | None:
+                timeout: float, bandwidth: float, caps: Caps | None) -> Run | None:
     """One source kernel serving ``group``: prepare, run the cells, checkpoint each, restore each, check.
 
-    Returns the measured run of the notebook's cells (None if it failed). A restore taking longer than
-    ``restore_cap`` seconds is stopped and reported as failed. The reference digests are
+    Returns the measured run of the notebook's cells (None if it failed). A source run or a restore over
+    its ``caps`` is stopped and reported as failed. The reference digests are
     taken after the checkpoints (none of which changes a value), so a method that tracks accesses
     (Kishu) does not see the harness read every variable before its own commit. The source kernel runs
     the tail (the uninterrupted run's output) right then, before any restore: the checkpoints are
@@ -153,12 +170,24 @@ def _source_run(notebook: Path, group: list[Method], rows: dict[str, Row], root:
         for m in group:
             m.prepare(source, ctxs[m.name])
         install_hooks(source, load=False, timeout=timeout)
-        run = measure_cells(source, main, lambda c: source.execute(lead.wrap(c.source), timeout=timeout,
-                                                                   allow_error=c.may_raise),
-                            monitored=lead.source == MONITORED)
+        deadline = time.monotonic() + (caps.source if caps is not None else float("inf"))
+
+        def execute(cell: Cell) -> object:
+            left = min(timeout, deadline - time.monotonic())
+            if left <= 0:
+                raise TimeoutError("no time left")
+            return source.execute(lead.wrap(cell.source), timeout=left, allow_error=cell.may_raise)
+
+        run = measure_cells(source, main, execute, monitored=lead.source == MONITORED)
         if run.error is not None:
+            if caps is not None and time.monotonic() >= deadline:
+                error = (f"source run stopped after {caps.source:.0f} s, over {SOURCE_CAP}× the monitored run "
+                         f"(at cell {run.failed_cell})")
+            else:
+                error = f"source run failed: {run.error}"
             for m in members:
-                rows[m.name].status, rows[m.name].error = "FAILED", f"source run failed: {run.error}"
+                rows[m.name].status, rows[m.name].error = "FAILED", error
+            log(f"  {', '.join(m.name for m in members)}: {error}")
             return None
         log(f"  source run for {', '.join(m.name for m in group)}: {run.wall_seconds:.1f} s, "
             f"{sum(run.hook_seconds):.2f} s in cell hooks")
@@ -191,14 +220,14 @@ def _source_run(notebook: Path, group: list[Method], rows: dict[str, Row], root:
         restored_tails: dict[str, str] = {}
         for m in done:
             row = rows[m.name]
-            ctx = ctxs[m.name] if restore_cap is None else dataclasses.replace(ctxs[m.name], timeout=restore_cap)
+            ctx = ctxs[m.name] if caps is None else dataclasses.replace(ctxs[m.name], timeout=caps.restore)
             t = time.perf_counter()
             try:
                 restored = m.restore(ctx)
             except Exception as exc:  # as above
-                if restore_cap is not None and time.perf_counter() - t >= restore_cap:
+                if caps is not None and time.perf_counter() - t >= caps.restore:
                     row.status = "FAILED"
-                    row.error = (f"restore stopped after {restore_cap:.0f} s, over {RESTORE_CAP}× RerunAll "
+                    row.error = (f"restore stopped after {caps.restore:.0f} s, over {RESTORE_CAP}× RerunAll "
                                  "(re-running the notebook is faster)")
                     log(f"  {m.name}: {row.error}")
                     continue
@@ -249,10 +278,9 @@ def measure_notebook(notebook: Path, methods: list[Method], rerun: bool, specs: 
     with tempfile.TemporaryDirectory(prefix="nbmigrate-compare-") as tmp:
         for i, (key, group) in enumerate(groups.items()):
             members = group or [_RunOnly()]
-            monitored = runs.get(MONITORED)
-            cap = max(60.0, RESTORE_CAP * monitored.wall_seconds) if monitored is not None else None
+            caps = Caps.after(runs.get(MONITORED))
             try:
-                runs[key] = _source_run(notebook, members, rows, Path(tmp) / str(i), specs, timeout, bandwidth, cap)
+                runs[key] = _source_run(notebook, members, rows, Path(tmp) / str(i), specs, timeout, bandwidth, caps)
             except Exception as exc:  # a kernel that died or never started: these methods failed here
                 log(traceback.format_exc())
                 for m in group:

@@ -26,6 +26,8 @@ RESTORE_TARGET = 0.02
 """nbmigrate's restore time ≤ this × RerunAll's (median over notebooks)."""
 RESTORE_CAP = 1.5
 """A restore slower than this many times RerunAll is stopped (a minute at least): re-running wins anyway."""
+SOURCE_CAP = 3.0
+"""A source run slower than this many times the monitored one is stopped (two minutes at least)."""
 
 
 def write(out: Path, data: dict[str, Any], rows: list[Row], bandwidth: float) -> str:
@@ -200,7 +202,8 @@ def render(data: dict[str, Any], rows: list[Row], bandwidth: float, plots: list[
         "RerunAll's restore is the monitored source run's wall time (the same cells in a fresh kernel, with "
         "nbmigrate's monitor loaded: overhead.md compares it with the plain run), not a second run; its "
         "correctness rests on the corpus's rerun check (`run_corpus.py --repeat 2`). "
-        f"A restore slower than {RESTORE_CAP}× RerunAll (a minute at least) is stopped and reported as failed. "
+        f"A restore slower than {RESTORE_CAP}× RerunAll (a minute at least), or a method's source run slower than "
+        f"{SOURCE_CAP}× the monitored one (two minutes at least), is stopped and reported as failed. "
         "The page cache is not dropped (no root/sysctl in the harness): restores read checkpoints written "
         "seconds earlier, which favours every stored byte equally.\n",
         *(f"- {note}\n" for note in data.get("notes", [])),
