@@ -38,6 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import rng_state
 from .access import CellAccess, analyze_cell
 from .arithmetic_values import is_inert, leaf_value
 from .covariables import group_covariables
@@ -66,6 +67,8 @@ class _PendingCell:
     notes: list[str] = field(default_factory=list)
     failure: Exception | None = None
     """Why the analysis before the cell failed: the cell is then recorded conservatively."""
+    rng: dict[str, Any] = field(default_factory=dict)
+    """The global random generators' states before the cell (:func:`rng_state.global_states`)."""
 
 
 def is_own_cell(transformed: str) -> bool:
@@ -153,7 +156,7 @@ class Monitor:
             before = {name: id(value) for name, value in user_items(ns, self.shell.user_ns_hidden)}
             self._pending = _PendingCell(
                 source=raw, cell_id=getattr(info, "cell_id", None), access=access, before=before,
-                started=time.time(),
+                started=time.time(), rng=rng_state.global_states(),
             )
             self._recorder.start()
             self._pending.t0 = time.perf_counter()
@@ -226,6 +229,8 @@ class Monitor:
         hazards = list(p.access.hazards)
         if raised is not None:
             hazards.append(f"raised {type(raised).__name__}")
+        hazards.extend(f"unseeded randomness: {rng_state.FAMILIES[family]}'s global generator, drawn inside a call"
+                       for family in rng_state.drawn(p.rng, rng_state.global_states(), p.access.seeded))
         hazards.extend(f"network: {target}" for target in activity.network[:3])
         if not p.access.hazards and activity.subprocess:
             hazards.append(f"subprocess: {activity.subprocess[0]}")

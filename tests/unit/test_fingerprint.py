@@ -543,6 +543,8 @@ fig, ax = plt.subplots()
 ax.plot([1, 2, 3])
 ax.set_title("t")
 values["figure"] = fig
+from sklearn.feature_extraction.text import CountVectorizer
+values["vectorizer"] = CountVectorizer().fit(["alpha beta", "beta gamma"])  # remembers id(stop_words): an address
 print(json.dumps({k: fingerprint(v).digest for k, v in values.items()}))
 """
 

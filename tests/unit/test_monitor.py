@@ -423,6 +423,38 @@ def test_time_line_magic(shell: InteractiveShell) -> None:
     assert ce.hazards == []
 
 
+RNG_MODULE = """
+import random
+
+import numpy as np
+
+
+def shuffle_order(n):
+    return np.random.permutation(n)
+
+
+def coin():
+    return random.random() < 0.5
+"""
+
+
+def test_a_draw_inside_a_library_call_is_a_hazard(shell: InteractiveShell, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library drawing from a global generator (as LinearSVC() does) is invisible to the hazard table:
+    the generator's state moving during the cell marks it, unless the cell seeded that generator."""
+    (tmp_path / "rngmod.py").write_text(RNG_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run(shell, "import numpy as np\nimport rngmod")
+    ce = run(shell, "order = rngmod.shuffle_order(10)")
+    assert ce.hazards == ["unseeded randomness: numpy.random's global generator, drawn inside a call"]
+    ce = run(shell, "flip = rngmod.coin()")
+    assert ce.hazards == ["unseeded randomness: random's global generator, drawn inside a call"]
+    ce = run(shell, "np.random.seed(3)\norder = rngmod.shuffle_order(10)")
+    assert ce.hazards == []  # seeded in the cell: a replay draws the same
+    ce = run(shell, "total = int(order.sum())")
+    assert ce.hazards == []
+
+
 def test_shell_command_is_a_hazard(shell: InteractiveShell) -> None:
     ce = run(shell, "!echo hi")
     assert "shell command: echo hi" in ce.hazards

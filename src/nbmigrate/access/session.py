@@ -40,7 +40,8 @@ class CellAccess:
     reproduce the cell's effects, each ``"<family>: <detail>"``. ``paths``: string constants that look
     like filesystem paths; the monitor checks which exist. ``operands``: reads that are only operands
     of arithmetic (see :mod:`.operands`): if their values are numeric arrays or frames, the cell cannot
-    have changed them in place.
+    have changed them in place. ``seeded``: the random-generator families (``rng:numpy``, ``rng:random``,
+    ``rng:torch``) the cell seeds with a seed, so that later draws from them in the cell are reproducible.
     """
 
     reads: frozenset[str]
@@ -49,6 +50,7 @@ class CellAccess:
     hazards: tuple[str, ...]
     paths: frozenset[str]
     operands: OperandUse = NO_OPERANDS
+    seeded: frozenset[str] = frozenset()
 
 
 _CONSTRUCTION_METHODS: Final = frozenset(
@@ -274,8 +276,11 @@ class _Walker:
                 self.events.append(_Event(pos, outcome))
 
 
-def _finish_hazards(events: list[_Event], static: Iterable[tuple[Pos, str]]) -> tuple[str, ...]:
-    """Drop draws preceded by a seeding of their family, then sort by position and deduplicate."""
+def _finish_hazards(events: list[_Event], static: Iterable[tuple[Pos, str]]) -> tuple[tuple[str, ...], frozenset[str]]:
+    """Drop draws preceded by a seeding of their family, then sort by position and deduplicate.
+
+    Also returns the generator families the cell itself seeds (with a seed).
+    """
     ordered = sorted(
         [(e.pos, 0, e.outcome) for e in events] + [(p, 1, _Outcome(False, "", h)) for p, h in static],
         key=lambda item: (item[0], item[1]),
@@ -289,7 +294,7 @@ def _finish_hazards(events: list[_Event], static: Iterable[tuple[Pos, str]]) -> 
             continue
         else:
             labels.setdefault(outcome.label, None)
-    return tuple(labels)
+    return tuple(labels), frozenset(seeded)
 
 
 class _Partial:
@@ -373,13 +378,14 @@ def _analyze(source: str, ns: Mapping[str, Any], partial: _Partial) -> CellAcces
         label = _cache_hazard(name)
         if label is not None:
             static.append((pos, label))
-    hazards = _finish_hazards(events + walker.events, static) + _unordered_results(source, ns)
+    hazards, seeded = _finish_hazards(events + walker.events, static)
     return CellAccess(
         reads=frozenset(reads),
         bound=facts.bound,
         conservative=conservative,
-        hazards=hazards,
+        hazards=hazards + _unordered_results(source, ns),
         paths=facts.paths,
+        seeded=seeded,
         # a name a session function reaches may be written through it: never an inert operand
         operands=NO_OPERANDS if conservative else operand_use(source).without(set(walker.names)),
     )

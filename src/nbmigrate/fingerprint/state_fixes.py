@@ -16,8 +16,17 @@ def _fix_mpl_transform(state: Any) -> Any:
     return state
 
 
+def _fix_sklearn_vectorizer(state: Any) -> Any:
+    # scikit-learn's vectorizers remember id(self.stop_words) to skip re-checking the same stop-word
+    # list: an address, different in a replay or another process, not part of the fitted value.
+    if isinstance(state, dict) and "_stop_words_id" in state:
+        state = {k: v for k, v in state.items() if k != "_stop_words_id"}
+    return state
+
+
 _STATE_FIXERS: dict[str, Callable[[Any], Any]] = {
     "matplotlib.transforms.TransformNode": _fix_mpl_transform,
+    "sklearn.feature_extraction.text._VectorizerMixin": _fix_sklearn_vectorizer,
 }
 """Rewrite the pickled state of some library classes whose state holds process-specific values
 (``id()``s) that pickling carries but that are not part of the value."""
