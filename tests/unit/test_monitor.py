@@ -592,14 +592,7 @@ def test_unused_big_array_is_never_fingerprinted(shell: InteractiveShell, monkey
     """Invariant 6 (behaviour): a cell that cannot reach a variable does not pay for it."""
     run(shell, "import numpy as np\nbig = np.zeros(10**7)\nsmall = [1, 2]")
     big_id = id(shell.user_ns["big"])
-    seen: list[int] = []
-    real = monitor_mod.fingerprint
-
-    def spy(obj: Any, **kwargs: Any) -> Any:
-        seen.append(id(obj))
-        return real(obj, **kwargs)
-
-    monkeypatch.setattr(monitor_mod, "fingerprint", spy)
+    seen = _spy_fingerprints(monkeypatch)
     ce = run(shell, "y = 1")
     assert ce.writes == ["y"]
     assert seen == [id(shell.user_ns["y"])]
