@@ -136,16 +136,18 @@ class Run:
         return self.peak_rss_hwm if self.peak_rss_hwm is not None else self.peak_rss_sampled
 
 
-def install_hooks(kernel: Kernel, *, load: bool, timeout: float = 900) -> None:
-    """Put the timing hooks around the callbacks the kernel has now (loading nbmigrate first if ``load``).
+def install_hooks(kernel: Kernel, *, load: bool, timeout: float = 900) -> bool:
+    """Put the timing hooks around the callbacks the kernel has now (loading nbmigrate first if ``load``);
+    return whether nbmigrate is loaded in the kernel.
 
     Silent requests only: IPython fires no cell events for them, so neither the hooks nor a watching method
     see them (an empty non-silent request would fire ``post_run_cell`` without ``pre_run_cell``).
     """
     silent_exec(kernel, _setup_code(load), timeout=timeout)
-    loaded = silent_eval(kernel, "__import__('_nbmigrate_bench').status()", timeout=timeout)["monitored"]
+    loaded: bool = silent_eval(kernel, "__import__('_nbmigrate_bench').status()", timeout=timeout)["monitored"]
     if load and not loaded:
         raise RuntimeError("kernel should be monitored, but nbmigrate is not loaded")
+    return loaded
 
 
 def measure_cells(kernel: Kernel, cells: list[Cell], execute: Callable[[Cell], object], *, monitored: bool) -> Run:
@@ -186,8 +188,7 @@ def measure_cells(kernel: Kernel, cells: list[Cell], execute: Callable[[Cell], o
 def _run(cells: list[Cell], *, monitored: bool, timeout: float) -> Run:
     with tempfile.TemporaryDirectory(prefix="nbmigrate-bench-") as cwd, \
             Kernel.start(cwd=cwd, extra_arguments=QUIET) as kernel:
-        install_hooks(kernel, load=monitored, timeout=timeout)
-        if not monitored and silent_eval(kernel, "__import__('_nbmigrate_bench').status()")["monitored"]:
+        if install_hooks(kernel, load=monitored, timeout=timeout) and not monitored:
             raise RuntimeError("the plain kernel has nbmigrate loaded (an IPython profile loading extensions?)")
         return measure_cells(kernel, cells, lambda c: run_cells(kernel, [c], timeout=timeout), monitored=monitored)
 
