@@ -27,7 +27,7 @@ demo: $(STAMP_RUN)
 test: $(STAMP_DEV)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal tests
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests bench examples

@@ -148,7 +148,9 @@ def test_signal_drains_every_kernel_before_the_server_stops(server_factory: Any,
 
 def test_twenty_kernels_hibernate_at_once_and_all_resume(server_factory: Any, tmp_path: Path) -> None:
     store = tmp_path / "store"
-    one = server_factory("one", *elastic_args(store, after=1))
+    # Idle for 5 s, not 1: a kernel must not hibernate between its start and the first queued cell
+    # (on a loaded machine -- two test workers on two cores -- that gap has exceeded 1 s).
+    one = server_factory("one", *elastic_args(store, after=5))
     flag = tmp_path / "go"
     paths = [f"n{i:02d}.ipynb" for i in range(20)]
     wait_for_flag = f"import os, time\nwhile not os.path.exists({str(flag)!r}):\n    time.sleep(0.05)"
