@@ -171,6 +171,10 @@ def _status() -> dict[str, Any]:
 
 
 def _ping() -> dict[str, Any]:
+    """Version, whether the monitor is loaded, and the shell's execution count: a server compares two
+    counts to learn whether a user's cell ran between two of its requests (silent ones do not count)."""
+    from IPython.core.getipython import get_ipython
+
     from . import __version__
 
     try:
@@ -178,7 +182,8 @@ def _ping() -> dict[str, Any]:
         loaded = True
     except MonitorError:
         loaded = False
-    return {"version": __version__, "monitoring": loaded}
+    return {"version": __version__, "monitoring": loaded,
+            "execution_count": getattr(get_ipython(), "execution_count", None)}
 
 
 def _notice(text: str) -> dict[str, Any]:

@@ -122,6 +122,25 @@ def test_corpus_notebook_resumes_on_the_same_server(server_factory: Any, tmp_pat
     assert notice.startswith(NOTICE) and tail == expected
 
 
+def test_cell_sent_during_a_hibernation_is_never_lost(server_factory: Any, tmp_path: Path) -> None:
+    """A short cell that reaches the kernel while it is checkpointed for hibernation runs once the
+    checkpoint is done, and can be over before the server has seen the kernel busy: the hibernation must
+    still notice it (the kernel's execution count moved), withdraw its record and keep the kernel, so the
+    session that comes back later holds what the cell did."""
+    store = tmp_path / "store"
+    one = server_factory("one", *elastic_args(store, after=1))
+    # Unseeded global draws cannot be replayed: the checkpoint writes 240 MB, which takes a while.
+    kernel_id = open_and_run(one, "late.ipynb", [
+        "%load_ext nbmigrate", "import numpy as np\nbig = np.random.random(30_000_000)"])
+    kernel = one.kernel(kernel_id)
+    wait_until(lambda: any(store.glob(f"{kernel_id}-*")), "the hibernation's checkpoint to start", 60)
+    kernel.client.execute("late = 42")
+    wait_until(lambda: kernel_id not in one.kernel_ids() and "late.ipynb" in records(store),
+               "the kernel to hibernate after the late cell", 120)
+    resumed = one.kernel(str(one.session("late.ipynb")["kernel"]["id"]))
+    assert resumed.execute("print(late, big.shape)").stdout.splitlines()[-1] == "42 (30000000,)"
+
+
 @pytest.mark.parametrize(("sig", "count"), [(signal.SIGTERM, 3), (signal.SIGINT, 1)], ids=["SIGTERM", "SIGINT"])
 def test_signal_drains_every_kernel_before_the_server_stops(server_factory: Any, tmp_path: Path,
                                                            sig: signal.Signals, count: int) -> None:

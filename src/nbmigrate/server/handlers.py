@@ -12,7 +12,7 @@ code in a kernel, resource ``nbmigrate`` with read/write for the store)::
                                                            "storage_options"?} -> RestoreReport (+ "ok")
     GET  /api/nbmigrate/kernels/<id>/plan?bandwidth=&prefer=   {"text"}
     GET  /api/nbmigrate/kernels/<id>/status               {"text"}
-    GET  /api/nbmigrate/kernels/<id>/ping                 {"version", "monitoring"}
+    GET  /api/nbmigrate/kernels/<id>/ping                 {"version", "monitoring", "execution_count"}
     GET  /api/nbmigrate/checkpoints                       {"store_url", "checkpoints": [{"name", "url"}]}
     GET  /api/nbmigrate/checkpoints/<name>/archive        the checkpoint as a tar stream (archive.py)
     PUT  /api/nbmigrate/checkpoints/<name>/archive        a tar stream -> checkpoint <name> in the store

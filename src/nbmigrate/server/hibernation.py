@@ -135,7 +135,6 @@ class Elastic:
         """Checkpoint an idle kernel, record it, then shut it down (with its session). Never raises."""
         session_id, path = session if session else (None, None)
         label = f"kernel {kernel_id}" + (f" ({path})" if path else " (no notebook session)")
-        kernel = self.kernel_manager.get_kernel(kernel_id)
         started = time.monotonic()
         try:
             ping = await run_kernel_operation(self.kernel_manager, kernel_id, "ping", timeout=60)
@@ -151,7 +150,7 @@ class Elastic:
             self.log.warning("nbmigrate: not hibernating %s: %s", label, exc)
             self.declined[kernel_id] = _utcnow() + _OWN_MESSAGES
             return Outcome(kernel_id, path, status, str(exc), seconds=time.monotonic() - started)
-        if getattr(kernel, "execution_state", None) == "busy":
+        if await self._used_since(kernel_id, ping):
             # The user came back while we were checkpointing: their cell runs, the record is withdrawn.
             await asyncio.to_thread(self.records().delete, record.key)
             self.log.info("nbmigrate: not hibernating %s: it became busy during the checkpoint", label)
@@ -165,6 +164,19 @@ class Elastic:
                       label, float(self.app.hibernate_after), record.checkpoint, human_bytes(record.bytes), memory)
         return Outcome(kernel_id, path, "hibernated", record.url, record.checkpoint, record.memory_freed,
                        time.monotonic() - started)
+
+    async def _used_since(self, kernel_id: str, ping: dict[str, Any]) -> bool:
+        """Whether a user's cell ran or is running since ``ping``. The server's ``execution_state`` alone
+        misses a short cell that reached the kernel during the checkpoint and was over before the server
+        read its status messages; a second ping is queued behind any such cell and returns the shell's
+        execution count, which every user cell moves. A ping that cannot get through counts as used."""
+        if getattr(self.kernel_manager.get_kernel(kernel_id), "execution_state", None) == "busy":
+            return True
+        try:
+            now = await run_kernel_operation(self.kernel_manager, kernel_id, "ping", timeout=60)
+        except (NbmigrateError, TimeoutError):
+            return True
+        return bool(now.get("execution_count") != ping.get("execution_count"))
 
     def tick(self) -> None:
         """The periodic check (a tornado PeriodicCallback): one idle check at a time, in the background."""
