@@ -66,12 +66,15 @@ class JupyterServer(LocalServer):
         super().stop()
 
 
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
-    """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60,
+               detail: Callable[[], str] | None = None) -> None:
+    """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` seconds, with what
+    ``detail`` says then (state that explains the wait, e.g. the server's log)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            more = f"; {detail()}" if detail is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{more}")
         time.sleep(0.2)
 
 

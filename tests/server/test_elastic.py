@@ -186,11 +186,9 @@ def test_twenty_kernels_hibernate_at_once_and_all_resume(server_factory: Any, tm
     with ThreadPoolExecutor(4) as pool:
         kernel_ids = list(pool.map(prepare, range(20)))
     flag.touch()
-    try:
-        wait_until(lambda: len(records(store)) == 20 and not one.kernel_ids(), "twenty kernels to hibernate", 300)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; {len(records(store))} records, kernels left: {one.kernel_ids()}; "
-                             f"server log:\n{one.log[-6000:]}") from None
+    wait_until(lambda: len(records(store)) == 20 and not one.kernel_ids(), "twenty kernels to hibernate", 300,
+               lambda: f"{len(records(store))} records, kernels left: {one.kernel_ids()}; "
+                       f"server log:\n{one.log[-6000:]}")
 
     def check(i: int) -> str:
         kernel = one.kernel(str(one.session(paths[i])["kernel"]["id"]))
